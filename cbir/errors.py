@@ -1,0 +1,5 @@
+"""The one error type users see: a message that says what is wrong and what to do."""
+
+
+class CbirError(Exception):
+    """A problem the user can fix; the CLI prints it as one line and exits non-zero."""

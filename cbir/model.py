@@ -1,0 +1,203 @@
+"""The seed model: the Keras blog's convolutional denoising autoencoder, and its encoder.
+
+TensorFlow is imported inside the functions that need it, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cbir.errors import CbirError
+
+PACKAGED_MODEL = Path(__file__).parent / "models" / "dae.keras"
+CODE_LAYER = "encoder"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of the tutorial's training run."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    noise: float = 0.5
+    # The tutorial's optimizer='adadelta' meant lr=1.0 in its Keras; today's default (1e-3) stalls.
+    optimizer: str = "adadelta"
+    learning_rate: float = 1.0
+    seed: int = 0
+    train_size: int | None = None  # None = the whole training split
+
+
+@dataclass
+class TrainResult:
+    """A trained autoencoder plus what happened while training it."""
+
+    autoencoder: object
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) or float in [0, 1] -> float32 (N, 28, 28, 1) in [0, 1]."""
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return x.reshape(len(x), 28, 28, 1)
+
+
+def add_noise(x: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """The tutorial's corruption: x + factor * N(0, 1), clipped to [0, 1]."""
+    noisy = x + factor * rng.standard_normal(x.shape, dtype=np.float32)
+    return np.clip(noisy, 0.0, 1.0)
+
+
+def build_autoencoder():
+    """The tutorial's conv autoencoder: 28x28x1 -> 4x4x8 code (layer 'encoder') -> 28x28x1."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input(shape=(28, 28, 1), name="image")
+    x = layers.Conv2D(16, 3, activation="relu", padding="same")(inp)
+    x = layers.MaxPooling2D(2, padding="same")(x)
+    x = layers.Conv2D(8, 3, activation="relu", padding="same")(x)
+    x = layers.MaxPooling2D(2, padding="same")(x)
+    x = layers.Conv2D(8, 3, activation="relu", padding="same")(x)
+    code = layers.MaxPooling2D(2, padding="same", name=CODE_LAYER)(x)
+    x = layers.Conv2D(8, 3, activation="relu", padding="same")(code)
+    x = layers.UpSampling2D(2)(x)
+    x = layers.Conv2D(8, 3, activation="relu", padding="same")(x)
+    x = layers.UpSampling2D(2)(x)
+    x = layers.Conv2D(16, 3, activation="relu")(x)  # no padding: 16 -> 14, so 28 after upsampling
+    x = layers.UpSampling2D(2)(x)
+    out = layers.Conv2D(1, 3, activation="sigmoid", padding="same", name="reconstruction")(x)
+    return keras.Model(inp, out, name="conv_denoising_autoencoder")
+
+
+def _optimizer(config: TrainConfig):
+    import keras
+
+    choices = {
+        "adadelta": keras.optimizers.Adadelta,
+        "adam": keras.optimizers.Adam,
+        "sgd": keras.optimizers.SGD,
+    }
+    if config.optimizer not in choices:
+        raise CbirError(f"unknown optimizer {config.optimizer!r}; choose one of: {', '.join(choices)}")
+    return choices[config.optimizer](learning_rate=config.learning_rate)
+
+
+def train(train_images: np.ndarray, val_images: np.ndarray, config: TrainConfig, verbose: int = 1) -> TrainResult:
+    """Train the denoiser on noisy -> clean pairs, seeded, validating on noisy test images."""
+    import time
+
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    x_train = to_float(train_images)
+    x_val = to_float(val_images)
+    noisy_train = add_noise(x_train, config.noise, rng)
+    noisy_val = add_noise(x_val, config.noise, rng)
+
+    model = build_autoencoder()
+    model.compile(optimizer=_optimizer(config), loss="binary_crossentropy")
+    start = time.perf_counter()
+    history = model.fit(
+        noisy_train,
+        x_train,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        validation_data=(noisy_val, x_val),
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    return TrainResult(model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, seconds)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def provenance_path(model_path: Path) -> Path:
+    """The provenance JSON that sits beside a .keras file."""
+    return model_path.with_suffix(".json")
+
+
+def save(autoencoder, path: Path, provenance: dict) -> str:
+    """Write the .keras file and its provenance JSON atomically; return the model id."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    autoencoder.save(tmp)
+    tmp.replace(path)
+    model_id = file_sha256(path)[:16]
+    record = {**provenance, "model_id": model_id, "file": path.name}
+    prov = provenance_path(path)
+    prov_tmp = prov.with_suffix(".json.tmp")
+    prov_tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    prov_tmp.replace(prov)
+    return model_id
+
+
+class Encoder:
+    """A trained autoencoder loaded from disk: encode images to codes, or reconstruct them."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if not self.path.is_file() and self.path == PACKAGED_MODEL:
+            raise CbirError(
+                f"the packaged default model is missing ({self.path}); reinstall cbir, "
+                "or train one with `ingest train`"
+            )
+        if not self.path.is_file():
+            raise CbirError(
+                f"model file {self.path} does not exist; train one with `ingest train` "
+                "or unset CBIR_MODEL / --model to use the packaged default"
+            )
+        import keras
+
+        try:
+            # safe_mode refuses lambda layers and other arbitrary code in a model file.
+            self.autoencoder = keras.models.load_model(self.path, compile=False, safe_mode=True)
+            code = self.autoencoder.get_layer(CODE_LAYER).output
+        except Exception as exc:  # keras raises many types for a bad file
+            raise CbirError(
+                f"cannot load model {self.path}: {str(exc).splitlines()[0][:200]}; "
+                "retrain it with `ingest train`"
+            ) from None
+        self.code_model = keras.Model(self.autoencoder.input, code)
+        self.dim = int(np.prod(code.shape[1:]))
+        self.model_id = file_sha256(self.path)[:16]
+
+    def encode(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Images (N, 28, 28) uint8 or float in [0, 1] -> codes (N, dim) float32."""
+        x = to_float(images)
+        out = np.empty((len(x), self.dim), dtype=np.float32)
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size]
+            out[start : start + len(batch)] = np.asarray(self.code_model(batch, training=False)).reshape(len(batch), -1)
+        return out
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        """Images -> the autoencoder's reconstructions, (N, 28, 28) float32."""
+        x = to_float(images)
+        return np.asarray(self.autoencoder(x, training=False)).reshape(len(x), 28, 28)
+
+
+def resolve_model_path(explicit: Path | None, trained_dir: Path) -> Path:
+    """Which model to use: --model / CBIR_MODEL, else one trained under CBIR_HOME, else the packaged one."""
+    if explicit is not None:
+        return explicit
+    trained = trained_dir / "dae.keras"
+    if trained.is_file():
+        return trained
+    return PACKAGED_MODEL
+
+
+def load_encoder(settings) -> Encoder:
+    """The encoder the settings select (see resolve_model_path)."""
+    return Encoder(resolve_model_path(settings.model, settings.trained_model_dir))

@@ -1,0 +1,313 @@
+"""The vector store: one small interface, two Qdrant backends (embedded Edge shard, or a server).
+
+Distances are Euclidean. Each collection records which model produced its vectors, so a
+search with a different model is refused instead of returning meaningless neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+
+from cbir.errors import CbirError
+from cbir.settings import Settings
+
+
+@dataclass(frozen=True)
+class Hits:
+    """One query's results, nearest first: point ids, Euclidean distances, labels (if asked)."""
+
+    ids: np.ndarray
+    distances: np.ndarray
+    labels: np.ndarray | None = None
+
+
+class Store(Protocol):
+    """What ingest, search and eval need from a vector store."""
+
+    location: str
+
+    def metadata(self) -> dict | None: ...  # None when the collection does not exist
+    def create(self, dim: int, metadata: dict) -> None: ...
+    def drop(self) -> None: ...
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray, payloads: Sequence[dict]) -> None: ...
+    def query_batch(self, vectors: np.ndarray, limit: int, label: int | None = None, with_labels: bool = True) -> list[Hits]: ...
+    def count(self) -> int: ...
+    def labels(self) -> tuple[np.ndarray, np.ndarray]: ...  # (ids, labels) of every point, ids sorted
+    def close(self) -> None: ...
+
+
+def query(store: Store, vector: np.ndarray, limit: int, label: int | None = None) -> Hits:
+    """A single query: a batch of one."""
+    return store.query_batch(np.asarray(vector)[None, :], limit, label)[0]
+
+
+def check_compatible(meta: dict | None, model_id: str, dim: int, collection: str) -> None:
+    """Refuse a collection that does not exist or was built by a different model."""
+    if meta is None:
+        raise CbirError(f"collection {collection!r} does not exist yet; run `ingest run` first")
+    if meta.get("dim") != dim:
+        raise CbirError(
+            f"collection {collection!r} holds {meta.get('dim')}-d vectors but the model makes {dim}-d ones; "
+            "re-run `ingest run --recreate` with this model or use the model that built it"
+        )
+    if meta.get("model_id") != model_id:
+        raise CbirError(
+            f"collection {collection!r} was built by model {meta.get('model_id')}, not the current model "
+            f"{model_id}; re-run `ingest run --recreate` or pass --model with the model that built it"
+        )
+
+
+def _sort_labels(ids: list[int], labels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    ids_arr = np.asarray(ids, dtype=np.int64)
+    labels_arr = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(ids_arr, kind="stable")
+    return ids_arr[order], labels_arr[order]
+
+
+class EdgeStore:
+    """Embedded Qdrant Edge shard under CBIR_HOME/qdrant/<collection>; one process at a time."""
+
+    META = "collection.json"
+
+    def __init__(self, root: Path, collection: str):
+        self.collection = collection
+        self.dir = Path(root) / collection
+        self.location = f"embedded Qdrant Edge at {self.dir}"
+        self._shard = None
+        if (self.dir / "shard").is_dir() and (self.dir / self.META).is_file():
+            self._shard = self._open(lambda e: e.EdgeShard.load(str(self.dir / "shard")))
+
+    def _open(self, how):
+        import qdrant_edge
+
+        try:
+            return how(qdrant_edge)
+        except Exception as exc:
+            if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+                raise CbirError(
+                    f"store {self.dir} is busy: another cbir process (an `ingest run`?) has it open; "
+                    "wait for it to finish and try again"
+                ) from None
+            raise CbirError(f"cannot open store {self.dir}: {exc}") from None
+
+    def metadata(self) -> dict | None:
+        if self._shard is None:
+            return None
+        return json.loads((self.dir / self.META).read_text())
+
+    def create(self, dim: int, metadata: dict) -> None:
+        import qdrant_edge as qe
+
+        if self._shard is not None:
+            raise CbirError(f"collection {self.collection!r} already exists")
+        shard_dir = self.dir / "shard"
+        if shard_dir.exists():  # leftovers of a create that died before writing its metadata
+            shutil.rmtree(shard_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Euclid))
+        self._shard = self._open(lambda e: e.EdgeShard.create(str(shard_dir), config))
+        tmp = self.dir / (self.META + ".tmp")
+        tmp.write_text(json.dumps({**metadata, "dim": dim}, indent=2, sort_keys=True))
+        tmp.replace(self.dir / self.META)  # the collection exists once its metadata does
+
+    def drop(self) -> None:
+        self.close()
+        if self.dir.exists():
+            (self.dir / self.META).unlink(missing_ok=True)
+            shutil.rmtree(self.dir)
+
+    def _need(self):
+        if self._shard is None:
+            raise CbirError(f"collection {self.collection!r} does not exist yet; run `ingest run` first")
+        return self._shard
+
+    def upsert(self, ids, vectors, payloads) -> None:
+        import qdrant_edge as qe
+
+        shard = self._need()
+        points = [
+            qe.Point(id=int(i), vector=v.tolist(), payload=p)
+            for i, v, p in zip(ids, np.asarray(vectors, dtype=np.float32), payloads)
+        ]
+        shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def flush(self) -> None:
+        if self._shard is not None:
+            self._shard.flush()
+
+    def query_batch(self, vectors, limit, label=None, with_labels=True) -> list[Hits]:
+        import qdrant_edge as qe
+
+        shard = self._need()
+        flt = None
+        if label is not None:
+            flt = qe.Filter(must=[qe.FieldCondition(key="label", match=qe.MatchValue(int(label)))])
+        requests = [
+            qe.QueryRequest(
+                limit=int(limit),
+                query=qe.Query.Nearest(np.asarray(v, dtype=np.float32).tolist()),
+                filter=flt,
+                with_payload=["label"] if with_labels else False,
+            )
+            for v in vectors
+        ]
+        results = shard.query_batch(qe.QueryBatchRequest(requests))
+        return [_hits(r, with_labels) for r in results]
+
+    def count(self) -> int:
+        import qdrant_edge as qe
+
+        return int(self._need().count(qe.CountRequest(exact=True)))
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        import qdrant_edge as qe
+
+        shard = self._need()
+        ids, labels, offset = [], [], None
+        while True:
+            records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=["label"], with_vector=False))
+            ids.extend(int(r.id) for r in records)
+            labels.extend(int(r.payload["label"]) for r in records)
+            if offset is None:
+                break
+        return _sort_labels(ids, labels)
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.flush()
+            self._shard.close()
+            self._shard = None
+
+
+def _hits(points, with_labels: bool) -> Hits:
+    ids = np.fromiter((int(p.id) for p in points), dtype=np.int64, count=len(points))
+    dists = np.fromiter((p.score for p in points), dtype=np.float32, count=len(points))
+    labels = None
+    if with_labels:
+        labels = np.fromiter((int(p.payload["label"]) for p in points), dtype=np.int64, count=len(points))
+    return Hits(ids, dists, labels)
+
+
+class ServerStore:
+    """A collection on a Qdrant server (or qdrant-client's in-process ':memory:' engine)."""
+
+    def __init__(self, client, collection: str, location: str):
+        self.client = client
+        self.collection = collection
+        self.location = location
+
+    @classmethod
+    def connect(cls, url: str, api_key: str | None, collection: str, timeout: int = 10) -> "ServerStore":
+        from qdrant_client import QdrantClient
+
+        if url == ":memory:":
+            return cls(QdrantClient(location=":memory:"), collection, "in-process Qdrant (:memory:)")
+        # No version probe at connect time: the first real call reports an unreachable server clearly.
+        client = QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
+        return cls(client, collection, f"Qdrant server {url}")
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CbirError:
+            raise
+        except Exception as exc:
+            msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise CbirError(f"{self.location}: {what} failed ({msg}); is the server up and the URL right?") from None
+
+    def metadata(self) -> dict | None:
+        if not self._call("listing collections", self.client.collection_exists, self.collection):
+            return None
+        info = self._call("reading the collection", self.client.get_collection, self.collection)
+        return dict(info.config.metadata or {})
+
+    def create(self, dim: int, metadata: dict) -> None:
+        from qdrant_client import models
+
+        self._call(
+            "creating the collection",
+            self.client.create_collection,
+            self.collection,
+            vectors_config=models.VectorParams(size=dim, distance=models.Distance.EUCLID),
+            metadata={**metadata, "dim": dim},
+        )
+
+    def drop(self) -> None:
+        self._call("deleting the collection", self.client.delete_collection, self.collection)
+
+    def upsert(self, ids, vectors, payloads) -> None:
+        from qdrant_client import models
+
+        batch = models.Batch(
+            ids=[int(i) for i in ids],
+            vectors=np.asarray(vectors, dtype=np.float32).tolist(),
+            payloads=list(payloads),
+        )
+        self._call("upserting points", self.client.upsert, self.collection, points=batch, wait=True)
+
+    def flush(self) -> None:
+        """Writes are acknowledged with wait=True; nothing to flush."""
+
+    def query_batch(self, vectors, limit, label=None, with_labels=True) -> list[Hits]:
+        from qdrant_client import models
+
+        flt = None
+        if label is not None:
+            flt = models.Filter(must=[models.FieldCondition(key="label", match=models.MatchValue(value=int(label)))])
+        requests = [
+            models.QueryRequest(
+                query=np.asarray(v, dtype=np.float32).tolist(),
+                limit=int(limit),
+                filter=flt,
+                with_payload=["label"] if with_labels else False,
+            )
+            for v in vectors
+        ]
+        responses = self._call("querying", self.client.query_batch_points, self.collection, requests=requests)
+        return [_hits(r.points, with_labels) for r in responses]
+
+    def count(self) -> int:
+        return int(self._call("counting", self.client.count, self.collection, exact=True).count)
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        ids, labels, offset = [], [], None
+        while True:
+            records, offset = self._call(
+                "scrolling", self.client.scroll, self.collection,
+                limit=10_000, offset=offset, with_payload=["label"], with_vectors=False,
+            )
+            ids.extend(int(r.id) for r in records)
+            labels.extend(int(r.payload["label"]) for r in records)
+            if offset is None:
+                break
+        return _sort_labels(ids, labels)
+
+    def close(self) -> None:
+        self._call("closing the connection", self.client.close)
+
+
+@contextmanager
+def opened(settings: Settings, store: Store | None = None) -> Iterator[Store]:
+    """Use the given store as is, or open the configured one and close it afterwards."""
+    if store is not None:
+        yield store
+        return
+    owned = open_store(settings)
+    try:
+        yield owned
+    finally:
+        owned.close()
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name: a Qdrant server when CBIR_QDRANT_URL is set, else embedded Edge."""
+    if settings.qdrant_url:
+        return ServerStore.connect(settings.qdrant_url, settings.qdrant_api_key, settings.collection_name)
+    return EdgeStore(settings.store_dir, settings.collection_name)

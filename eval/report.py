@@ -1,0 +1,42 @@
+"""Write an evaluation as JSON and a Markdown summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cbir.errors import CbirError
+
+
+def markdown(summary: dict) -> str:
+    """A short Markdown report: headline metrics and per-class LRAP."""
+    lines = [
+        f"# Retrieval evaluation: {summary['dataset']}",
+        "",
+        f"Collection `{summary['collection']}` ({summary['database_size']} points), model `{summary['model_id']}`, "
+        f"{summary['n_queries']} test queries (seed {summary['seed']}), full ranking, score = -distance.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| LRAP | {summary['lrap']:.4f} |",
+        f"| P@10 | {summary['p@10']:.4f} |",
+        f"| mAP@100 | {summary['map@100']:.4f} |",
+        f"| seconds | {summary['seconds']} |",
+        "",
+        "| class | LRAP |",
+        "|---|---|",
+    ]
+    lines += [f"| {c} | {v:.4f} |" for c, v in summary["per_class_lrap"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write(summary: dict, out_dir: Path) -> tuple[Path, Path]:
+    """eval.json and eval.md under out_dir."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        js, md = out_dir / "eval.json", out_dir / "eval.md"
+        js.write_text(json.dumps(summary, indent=2) + "\n")
+        md.write_text(markdown(summary))
+    except OSError as exc:
+        raise CbirError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
+    return js, md

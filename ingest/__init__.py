@@ -1,0 +1,1 @@
+"""Train the autoencoder and load the collection: reader -> encoder -> writer."""

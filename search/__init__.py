@@ -1,0 +1,1 @@
+"""Find the training images nearest to query images: preprocess -> encode -> Qdrant query."""

@@ -1,0 +1,159 @@
+"""The commands as a user types them, through Typer's CliRunner."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cbir.cli import app as cbir_app
+from ingest.cli import app as ingest_app
+from search.cli import app as search_app
+
+runner = CliRunner()
+ENV_VARS = ("CBIR_HOME", "CBIR_DATA_DIR", "CBIR_QDRANT_URL", "CBIR_QDRANT_API_KEY", "CBIR_COLLECTION")
+
+
+def invoke(app, args):
+    return runner.invoke(app, args, env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+
+@pytest.mark.parametrize(
+    "app, args, env_vars",
+    [
+        (ingest_app, ["run", "--help"], ENV_VARS),
+        (ingest_app, ["train", "--help"], ("CBIR_HOME", "CBIR_DATA_DIR")),
+        (ingest_app, ["denoise", "--help"], ("CBIR_HOME", "CBIR_MODEL")),
+        (search_app, ["--help"], ENV_VARS),
+        (cbir_app, ["search", "--help"], ENV_VARS),
+        (cbir_app, ["eval", "run", "--help"], ENV_VARS),
+        (cbir_app, ["ingest", "run", "--help"], ENV_VARS),
+    ],
+)
+def test_help_shows_the_settings_env_vars(app, args, env_vars):
+    result = invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for var in env_vars:
+        assert var in result.output
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def digit_png(tmp_path, mnist_test):
+    """A test-set "7", drawn dark on light and enlarged, as a person would save it."""
+    path = tmp_path / "seven.png"
+    Image.fromarray(255 - mnist_test.images[0]).resize((140, 140)).save(path)
+    return path
+
+
+@pytest.fixture
+def ingested(env, tiny_model, monkeypatch):
+    """An embedded collection of the first 2000 training images, built by the tiny model."""
+    monkeypatch.setenv("CBIR_MODEL", str(tiny_model))
+    result = invoke(ingest_app, ["run", "--limit", "2000"])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_ingest_run_prints_one_summary_line(ingested):
+    line = ingested.output.strip().splitlines()[-1]
+    assert line.startswith("ingested 2000 points in ") and "points/s" in line
+    assert "now holds 2000 points in embedded Qdrant Edge at" in line
+
+
+def test_ingest_rerun_overwrites_instead_of_duplicating(ingested):
+    again = invoke(ingest_app, ["run", "--limit", "2000"])
+    assert again.exit_code == 0 and "now holds 2000 points" in again.output
+    more = invoke(ingest_app, ["run", "--limit", "2500"])
+    assert "now holds 2500 points" in more.output
+
+
+def test_search_prints_a_table_of_neighbours(ingested, digit_png):
+    result = invoke(search_app, [str(digit_png), "--top-k", "5"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0] == f"query: {digit_png}"
+    assert lines[1].split() == ["rank", "id", "label", "distance"]
+    rows = [line.split() for line in lines[2:]]
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
+    distances = [float(r[3]) for r in rows]
+    assert distances == sorted(distances)
+    assert sum(r[2] == "7" for r in rows) >= 3  # a "7" finds mostly sevens, even with a weak model
+
+
+def test_search_json_and_label_filter(ingested, digit_png, tmp_path):
+    other = tmp_path / "other.png"
+    digit_png.rename(other)
+    result = invoke(cbir_app, ["search", str(other), str(other), "--json", "--label", "4", "-k", "3"])
+    assert result.exit_code == 0, result.output
+    objects = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert len(objects) == 2 and objects[0]["query"] == str(other)
+    assert [r["rank"] for r in objects[0]["results"]] == [1, 2, 3]
+    assert all(r["label"] == 4 and set(r) == {"rank", "id", "label", "distance"} for r in objects[0]["results"])
+
+
+def test_search_grid_writes_a_picture(ingested, digit_png, tmp_path):
+    out = tmp_path / "grid.png"
+    result = invoke(search_app, [str(digit_png), "-k", "4", "--grid", str(out)])
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as img:
+        assert img.width > img.height > 100  # one row: the query plus four results
+
+
+def test_search_accepts_a_folder(ingested, digit_png):
+    result = invoke(search_app, [str(digit_png.parent), "--json", "-k", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["query"] == str(digit_png)
+
+
+def test_eval_run_writes_json_and_markdown(ingested, tmp_path):
+    out = tmp_path / "report"
+    result = invoke(cbir_app, ["eval", "run", "--queries", "40", "--json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert {"lrap", "p@10", "map@100", "n_queries", "per_class_lrap"} <= set(summary)
+    assert summary["n_queries"] == 40 and summary["database_size"] == 2000
+    assert 0 < summary["lrap"] < 1
+    assert json.loads((out / "eval.json").read_text())["lrap"] == summary["lrap"]
+    assert "| LRAP |" in (out / "eval.md").read_text()
+
+
+def test_denoise_writes_three_panels(env, tiny_model, digit_png, tmp_path):
+    out = tmp_path / "fig.png"
+    result = invoke(ingest_app, ["denoise", str(digit_png), "--out", str(out), "--model", str(tiny_model)])
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as img:
+        assert img.width > 3 * 100
+
+
+def test_search_before_ingest_says_to_ingest(env, tiny_model, digit_png):
+    result = invoke(search_app, [str(digit_png), "--model", str(tiny_model)])
+    _one_line_error(result, "does not exist yet", "ingest run")
+
+
+def test_search_with_another_model_is_refused(ingested, digit_png, monkeypatch):
+    monkeypatch.delenv("CBIR_MODEL")  # the packaged default, not the model that built the collection
+    result = invoke(search_app, [str(digit_png)])
+    _one_line_error(result, "was built by model")
+
+
+@pytest.mark.parametrize("name, content", [("missing.png", None), ("text.png", b"just text")])
+def test_bad_query_files_get_one_line(env, tmp_path, name, content):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    result = invoke(search_app, [str(path)])
+    _one_line_error(result, str(path))
+
+
+def test_bad_eval_queries_value(env):
+    _one_line_error(invoke(cbir_app, ["eval", "run", "--queries", "many"]), "--queries")

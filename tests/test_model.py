@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pytest
+
+from cbir import model
+from cbir.errors import CbirError
+
+
+def test_architecture_is_the_tutorials():
+    ae = model.build_autoencoder()
+    assert ae.input_shape == (None, 28, 28, 1) and ae.output_shape == (None, 28, 28, 1)
+    assert ae.get_layer("encoder").output.shape[1:] == (4, 4, 8)  # the 128-d code
+    convs = [layer for layer in ae.layers if layer.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [16, 8, 8, 8, 8, 16, 1]
+    assert [c.padding for c in convs] == ["same"] * 5 + ["valid", "same"]
+    assert convs[-1].activation.__name__ == "sigmoid"
+
+
+def test_noise_is_the_tutorials_and_clipped():
+    x = np.full((1000, 28, 28, 1), 0.5, np.float32)
+    noisy = model.add_noise(x, 0.5, np.random.default_rng(0))
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    # 0.5 + 0.5 * z leaves [0, 1] exactly when |z| > 1: 31.7% of a normal's mass.
+    clipped = float(np.mean((noisy == 0) | (noisy == 1)))
+    assert clipped == pytest.approx(0.3173, abs=0.01)
+    assert float(noisy.mean()) == pytest.approx(0.5, abs=0.01)
+
+
+def test_saved_model_has_provenance_and_a_content_id(tiny_model):
+    prov = json.loads(model.provenance_path(tiny_model).read_text())
+    for key in ("created", "cbir_version", "data_md5", "config", "final_loss", "final_val_loss", "epochs_run"):
+        assert key in prov
+    assert prov["config"]["epochs"] == 1 and prov["train_images"] == 3000
+    assert prov["model_id"] == model.file_sha256(tiny_model)[:16]
+
+
+def test_encoder_gives_128d_codes_equal_to_the_code_layer(tiny_encoder, mnist_test):
+    import keras
+
+    codes = tiny_encoder.encode(mnist_test.images[:10], batch_size=3)
+    assert codes.shape == (10, 128) and codes.dtype == np.float32
+    reference = keras.Model(tiny_encoder.autoencoder.input, tiny_encoder.autoencoder.get_layer("encoder").output)
+    expected = np.asarray(reference(mnist_test.images[:10, :, :, None] / np.float32(255))).reshape(10, -1)
+    np.testing.assert_allclose(codes, expected, atol=1e-6)
+    # uint8 and [0, 1] floats are the same input
+    np.testing.assert_allclose(tiny_encoder.encode(mnist_test.images[:2] / np.float32(255)), codes[:2], atol=1e-6)
+
+
+def test_training_is_seeded(mnist_dir):
+    from cbir.datasets import load_split
+
+    images = load_split("mnist", "test", mnist_dir).images[:512]
+    config = model.TrainConfig(epochs=1, seed=3)
+    a = model.train(images, images[:128], config, verbose=0)
+    b = model.train(images, images[:128], config, verbose=0)
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-5)
+
+
+def test_packaged_default_model_loads_and_matches_its_provenance():
+    assert model.PACKAGED_MODEL.is_file(), "the default model ships with the package"
+    enc = model.Encoder(model.PACKAGED_MODEL)
+    prov = json.loads(model.provenance_path(model.PACKAGED_MODEL).read_text())
+    assert enc.dim == 128 and prov["model_id"] == enc.model_id
+    assert prov["config"]["epochs"] == 20 and prov["config"]["optimizer"] == "adadelta"
+    assert prov["train_images"] == 60000
+
+
+def test_missing_and_corrupt_model_files_are_clear(tmp_path):
+    with pytest.raises(CbirError, match="does not exist"):
+        model.Encoder(tmp_path / "nope.keras")
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip at all")
+    with pytest.raises(CbirError, match="cannot load model"):
+        model.Encoder(bad)
+
+
+def test_model_choice_order(tmp_path):
+    explicit = tmp_path / "x.keras"
+    assert model.resolve_model_path(explicit, tmp_path) == explicit
+    assert model.resolve_model_path(None, tmp_path) == model.PACKAGED_MODEL
+    (tmp_path / "dae.keras").write_bytes(b"")
+    assert model.resolve_model_path(None, tmp_path) == tmp_path / "dae.keras"

@@ -1,0 +1,70 @@
+"""Train -> ingest -> search -> eval on real MNIST, checked against an independent computation."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import label_ranking_average_precision_score
+
+from cbir import datasets
+from cbir.settings import Settings
+from cbir.store import ServerStore
+from eval.runner import evaluate, select_queries
+from ingest.pipeline import ingest
+from search.query import search_files
+
+N_DB = 3000
+
+
+@pytest.fixture(scope="module")
+def edge_settings(tmp_path_factory, mnist_dir, tiny_model, tiny_encoder):
+    settings = Settings(home=tmp_path_factory.mktemp("home"), data_dir=mnist_dir, model=tiny_model)
+    report = ingest(settings, tiny_encoder, limit=N_DB, progress=False)
+    assert report.total == N_DB
+    return settings
+
+
+def test_eval_equals_brute_force_numpy_and_scikit_learn(edge_settings, tiny_encoder, mnist_dir):
+    report = evaluate(edge_settings, tiny_encoder, n_queries=120, seed=0, progress=False)
+    # Independent path: encode, brute-force distances in numpy, rank with scikit-learn.
+    train = datasets.load_split("mnist", "train", mnist_dir)
+    test = datasets.load_split("mnist", "test", mnist_dir)
+    idx = np.random.default_rng(0).choice(10000, 120, replace=False)
+    assert report.query_indices.tolist() == idx.tolist()
+    db = tiny_encoder.encode(train.images[:N_DB]).astype(np.float64)
+    q = tiny_encoder.encode(test.images[idx]).astype(np.float64)
+    dist = np.sqrt(((q[:, None, :] - db[None, :, :]) ** 2).sum(-1))
+    relevant = test.labels[idx][:, None] == train.labels[:N_DB][None, :]
+    expected = label_ranking_average_precision_score(relevant, -dist)
+    assert report.lrap.mean() == pytest.approx(expected, abs=1e-4)
+    order = np.argsort(dist, axis=1)
+    p10 = np.take_along_axis(relevant, order[:, :10], axis=1).mean()
+    assert report.p_at_10.mean() == pytest.approx(p10, abs=1e-9)
+    assert report.summary()["n_queries"] == 120
+
+
+def test_search_finds_a_training_image_itself_at_distance_zero(edge_settings, tiny_encoder, mnist_dir, tmp_path):
+    from PIL import Image
+
+    train = datasets.load_split("mnist", "train", mnist_dir)
+    path = tmp_path / "train17.png"
+    Image.fromarray(train.images[17]).save(path)
+    [result] = search_files(edge_settings, [path], top_k=3, encoder=tiny_encoder)
+    assert result.hits.ids[0] == 1_000_000_017
+    assert result.hits.distances[0] == pytest.approx(0, abs=1e-5)
+    assert result.hits.labels[0] == train.labels[17]
+
+
+def test_server_backend_gives_the_same_evaluation(edge_settings, tiny_encoder):
+    settings = Settings(home=edge_settings.home, data_dir=edge_settings.data_dir, qdrant_url=":memory:")
+    store = ServerStore.connect(":memory:", None, settings.collection_name)
+    ingest(settings, tiny_encoder, limit=N_DB, progress=False, store=store)
+    assert store.count() == N_DB
+    on_server = evaluate(settings, tiny_encoder, n_queries=30, seed=5, progress=False, store=store)
+    embedded = evaluate(edge_settings, tiny_encoder, n_queries=30, seed=5, progress=False)
+    # Two engines round float32 distances differently, which can flip near-ties: 1e-5 is plenty.
+    np.testing.assert_allclose(on_server.lrap, embedded.lrap, atol=1e-5)
+    store.close()
+
+
+def test_query_sample_is_the_documented_one():
+    assert select_queries(10000, 1000, 0).tolist() == np.random.default_rng(0).choice(10000, 1000, replace=False).tolist()
+    assert select_queries(10000, None, 0).tolist() == list(range(10000))
