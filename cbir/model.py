@@ -175,17 +175,22 @@ class Encoder:
 
     def encode(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Images (N, 28, 28) uint8 or float in [0, 1] -> codes (N, dim) float32."""
+        import keras
+
         x = to_float(images)
         out = np.empty((len(x), self.dim), dtype=np.float32)
         for start in range(0, len(x), batch_size):
             batch = x[start : start + batch_size]
-            out[start : start + len(batch)] = np.asarray(self.code_model(batch, training=False)).reshape(len(batch), -1)
+            codes = keras.ops.convert_to_numpy(self.code_model(batch, training=False))
+            out[start : start + len(batch)] = codes.reshape(len(batch), -1)
         return out
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """Images -> the autoencoder's reconstructions, (N, 28, 28) float32."""
+        import keras
+
         x = to_float(images)
-        return np.asarray(self.autoencoder(x, training=False)).reshape(len(x), 28, 28)
+        return keras.ops.convert_to_numpy(self.autoencoder(x, training=False)).reshape(len(x), 28, 28)
 
 
 def resolve_model_path(explicit: Path | None, trained_dir: Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,8 +210,11 @@ class ServerStore:
 
         if url == ":memory:":
             return cls(QdrantClient(location=":memory:"), collection, "in-process Qdrant (:memory:)")
-        # No version probe at connect time: the first real call reports an unreachable server clearly.
-        client = QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
+        with warnings.catch_warnings():
+            # The README says to use https with an API key; a Python warning with a source line is noise here.
+            warnings.filterwarnings("ignore", message="Api key is used with an insecure connection")
+            # No version probe at connect time: the first real call reports an unreachable server clearly.
+            client = QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
         return cls(client, collection, f"Qdrant server {url}")
 
     def _call(self, what: str, fn, *args, **kwargs):

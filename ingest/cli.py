@@ -50,6 +50,7 @@ def train(
 def run(
     train_first: Annotated[bool, typer.Option("--train", help="Train a new model first (see `ingest train`).")] = False,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs when --train is given.")] = 20,
+    train_size: Annotated[Optional[int], typer.Option(min=1, help="With --train: train on the first N images only.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Ingest only the first N training images.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encode/upsert batch.")] = 1000,
     recreate: Annotated[bool, typer.Option(help="Drop the collection and build it anew.")] = False,
@@ -69,7 +70,7 @@ def run(
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, model=model, qdrant_url=qdrant_url,
                             qdrant_api_key=qdrant_api_key, collection=collection)
     if train_first:
-        path, prov = train_and_save(settings, TrainConfig(epochs=epochs), settings.model,
+        path, prov = train_and_save(settings, TrainConfig(epochs=epochs, train_size=train_size), settings.model,
                                     verbose=1 if opt.progress_enabled() else 2)
         typer.echo(f"trained {path} (model {prov['model_id']}), final loss {prov['final_loss']:.4f}")
         encoder = Encoder(path)

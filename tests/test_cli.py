@@ -157,3 +157,24 @@ def test_bad_query_files_get_one_line(env, tmp_path, name, content):
 
 def test_bad_eval_queries_value(env):
     _one_line_error(invoke(cbir_app, ["eval", "run", "--queries", "many"]), "--queries")
+
+
+def test_train_then_run_with_recreate(env, tiny_model, monkeypatch):
+    monkeypatch.setenv("CBIR_MODEL", str(tiny_model))
+    assert invoke(ingest_app, ["run", "--limit", "500"]).exit_code == 0
+    monkeypatch.delenv("CBIR_MODEL")
+    trained = invoke(ingest_app, ["train", "--epochs", "1", "--train-size", "1000"])
+    assert trained.exit_code == 0, trained.output
+    assert trained.output.strip().splitlines()[-1].startswith(f"saved {env / 'home' / 'models' / 'dae.keras'}")
+    # The new model (now the default under CBIR_HOME) did not build the collection: refused...
+    refused = invoke(ingest_app, ["run", "--limit", "500"])
+    _one_line_error(refused, "was built by model", "--recreate")
+    # ...until the collection is rebuilt with it.
+    rebuilt = invoke(ingest_app, ["run", "--limit", "300", "--recreate"])
+    assert rebuilt.exit_code == 0 and "now holds 300 points" in rebuilt.output
+
+
+def test_run_with_train_first(env):
+    result = invoke(ingest_app, ["run", "--train", "--epochs", "1", "--train-size", "500", "--limit", "200"])
+    assert result.exit_code == 0, result.output
+    assert "trained " in result.output and "now holds 200 points" in result.output
