@@ -65,11 +65,18 @@ def check_compatible(meta: dict | None, model_id: str, dim: int, collection: str
         )
 
 
-def _sort_labels(ids: list[int], labels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _all_labels(scroll_page) -> tuple[np.ndarray, np.ndarray]:
+    """Page through a collection (scroll_page(offset) -> (records, next offset)); ids sorted."""
+    ids, labels, offset = [], [], None
+    while True:
+        records, offset = scroll_page(offset)
+        ids.extend(int(r.id) for r in records)
+        labels.extend(int(r.payload["label"]) for r in records)
+        if offset is None:
+            break
     ids_arr = np.asarray(ids, dtype=np.int64)
-    labels_arr = np.asarray(labels, dtype=np.int64)
     order = np.argsort(ids_arr, kind="stable")
-    return ids_arr[order], labels_arr[order]
+    return ids_arr[order], np.asarray(labels, dtype=np.int64)[order]
 
 
 class EdgeStore:
@@ -171,14 +178,9 @@ class EdgeStore:
         import qdrant_edge as qe
 
         shard = self._need()
-        ids, labels, offset = [], [], None
-        while True:
-            records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=["label"], with_vector=False))
-            ids.extend(int(r.id) for r in records)
-            labels.extend(int(r.payload["label"]) for r in records)
-            if offset is None:
-                break
-        return _sort_labels(ids, labels)
+        return _all_labels(
+            lambda offset: shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=["label"], with_vector=False))
+        )
 
     def close(self) -> None:
         if self._shard is not None:
@@ -281,17 +283,12 @@ class ServerStore:
         return int(self._call("counting", self.client.count, self.collection, exact=True).count)
 
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
-        ids, labels, offset = [], [], None
-        while True:
-            records, offset = self._call(
+        return _all_labels(
+            lambda offset: self._call(
                 "scrolling", self.client.scroll, self.collection,
                 limit=10_000, offset=offset, with_payload=["label"], with_vectors=False,
             )
-            ids.extend(int(r.id) for r in records)
-            labels.extend(int(r.payload["label"]) for r in records)
-            if offset is None:
-                break
-        return _sort_labels(ids, labels)
+        )
 
     def close(self) -> None:
         self._call("closing the connection", self.client.close)
