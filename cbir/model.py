@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cbir.encoder import exported_path, model_id_of, to_float
 from cbir.errors import CbirError
 
 PACKAGED_MODEL = Path(__file__).parent / "models" / "dae.keras"
@@ -39,13 +40,6 @@ class TrainResult:
     autoencoder: object
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) or float in [0, 1] -> float32 (N, 28, 28, 1) in [0, 1]."""
-    x = np.asarray(images)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    return x.reshape(len(x), 28, 28, 1)
 
 
 def add_noise(x: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
@@ -128,14 +122,33 @@ def provenance_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
+def export_encoder(autoencoder, model_path: Path) -> Path:
+    """Export the code layer (flattened to 128-d) to LiteRT beside the .keras file, for fast queries."""
+    import contextlib
+    import io
+
+    import keras
+
+    code = keras.layers.Flatten(name="code")(autoencoder.get_layer(CODE_LAYER).output)
+    lite = exported_path(model_path)
+    tmp = lite.with_name(lite.stem + ".tmp.tflite")
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Saved artifact at ..."
+        keras.Model(autoencoder.input, code).export(str(tmp), format="litert")
+    tmp.replace(lite)
+    return lite
+
+
 def save(autoencoder, path: Path, provenance: dict) -> str:
-    """Write the .keras file and its provenance JSON atomically; return the model id."""
+    """Write the .keras file, its LiteRT encoder and its provenance JSON; return the model id."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.keras")
     autoencoder.save(tmp)
+    lite = export_encoder(autoencoder, tmp)  # exported under the tmp name, renamed below
     tmp.replace(path)
-    model_id = file_sha256(path)[:16]
-    record = {**provenance, "model_id": model_id, "file": path.name}
+    lite.replace(exported_path(path))
+    model_id = model_id_of(path)
+    record = {**provenance, "model_id": model_id, "file": path.name, "encoder_file": exported_path(path).name,
+              "encoder_sha256": file_sha256(exported_path(path))}
     prov = provenance_path(path)
     prov_tmp = prov.with_suffix(".json.tmp")
     prov_tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -143,47 +156,54 @@ def save(autoencoder, path: Path, provenance: dict) -> str:
     return model_id
 
 
-class Encoder:
-    """A trained autoencoder loaded from disk: encode images to codes, or reconstruct them."""
+def export_model(path: Path) -> Path:
+    """Re-export a saved model's encoder to LiteRT and note it in the provenance JSON, if any."""
+    lite = export_encoder(load_keras(path), path)
+    prov = provenance_path(path)
+    if prov.is_file():
+        record = json.loads(prov.read_text())
+        record.update(encoder_file=lite.name, encoder_sha256=file_sha256(lite))
+        prov.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return lite
+
+
+def load_keras(path: Path):
+    """Load a .keras autoencoder safely (no arbitrary code), or raise a CbirError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CbirError(f"model file {path} does not exist; train one with `ingest train`")
+    import keras
+
+    try:
+        # safe_mode refuses lambda layers and other arbitrary code in a model file.
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        model.get_layer(CODE_LAYER)
+    except Exception as exc:  # keras raises many types for a bad file
+        raise CbirError(
+            f"cannot load model {path}: {str(exc).splitlines()[0][:200]}; retrain it with `ingest train`"
+        ) from None
+    return model
+
+
+class KerasModel:
+    """The trained autoencoder in Keras: reconstructions for the demo, reference codes for tests."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        if not self.path.is_file() and self.path == PACKAGED_MODEL:
-            raise CbirError(
-                f"the packaged default model is missing ({self.path}); reinstall cbir, "
-                "or train one with `ingest train`"
-            )
-        if not self.path.is_file():
-            raise CbirError(
-                f"model file {self.path} does not exist; train one with `ingest train` "
-                "or unset CBIR_MODEL / --model to use the packaged default"
-            )
+        self.autoencoder = load_keras(self.path)
         import keras
 
-        try:
-            # safe_mode refuses lambda layers and other arbitrary code in a model file.
-            self.autoencoder = keras.models.load_model(self.path, compile=False, safe_mode=True)
-            code = self.autoencoder.get_layer(CODE_LAYER).output
-        except Exception as exc:  # keras raises many types for a bad file
-            raise CbirError(
-                f"cannot load model {self.path}: {str(exc).splitlines()[0][:200]}; "
-                "retrain it with `ingest train`"
-            ) from None
+        code = self.autoencoder.get_layer(CODE_LAYER).output
         self.code_model = keras.Model(self.autoencoder.input, code)
         self.dim = int(np.prod(code.shape[1:]))
-        self.model_id = file_sha256(self.path)[:16]
+        self.model_id = model_id_of(self.path)
 
-    def encode(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Images (N, 28, 28) uint8 or float in [0, 1] -> codes (N, dim) float32."""
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Images -> codes (N, dim) float32, computed by Keras."""
         import keras
 
         x = to_float(images)
-        out = np.empty((len(x), self.dim), dtype=np.float32)
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]
-            codes = keras.ops.convert_to_numpy(self.code_model(batch, training=False))
-            out[start : start + len(batch)] = codes.reshape(len(batch), -1)
-        return out
+        return keras.ops.convert_to_numpy(self.code_model(x, training=False)).reshape(len(x), -1)
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """Images -> the autoencoder's reconstructions, (N, 28, 28) float32."""
@@ -202,7 +222,3 @@ def resolve_model_path(explicit: Path | None, trained_dir: Path) -> Path:
         return trained
     return PACKAGED_MODEL
 
-
-def load_encoder(settings) -> Encoder:
-    """The encoder the settings select (see resolve_model_path)."""
-    return Encoder(resolve_model_path(settings.model, settings.trained_model_dir))

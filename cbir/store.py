@@ -39,6 +39,7 @@ class Store(Protocol):
     def drop(self) -> None: ...
     def upsert(self, ids: np.ndarray, vectors: np.ndarray, payloads: Sequence[dict]) -> None: ...
     def query_batch(self, vectors: np.ndarray, limit: int, label: int | None = None, with_labels: bool = True) -> list[Hits]: ...
+    def rank_all(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...  # (ids sorted, distances to each)
     def count(self) -> int: ...
     def labels(self) -> tuple[np.ndarray, np.ndarray]: ...  # (ids, labels) of every point, ids sorted
     def close(self) -> None: ...
@@ -79,6 +80,17 @@ def _all_labels(scroll_page) -> tuple[np.ndarray, np.ndarray]:
     return ids_arr[order], np.asarray(labels, dtype=np.int64)[order]
 
 
+def scatter_full_rankings(hits: list[Hits], ids: np.ndarray) -> np.ndarray:
+    """Full-ranking query answers -> a (queries, points) distance matrix in the order of ids."""
+    out = np.empty((len(hits), len(ids)), dtype=np.float64)
+    for row, h in enumerate(hits):
+        pos = np.searchsorted(ids, h.ids)
+        if len(h.ids) != len(ids) or np.any(ids[np.minimum(pos, len(ids) - 1)] != h.ids):
+            raise CbirError(f"the store returned {len(h.ids)} of {len(ids)} points; a full ranking is needed")
+        out[row, pos] = h.distances
+    return out
+
+
 class EdgeStore:
     """Embedded Qdrant Edge shard under CBIR_HOME/qdrant/<collection>; one process at a time."""
 
@@ -89,6 +101,7 @@ class EdgeStore:
         self.dir = Path(root) / collection
         self.location = f"embedded Qdrant Edge at {self.dir}"
         self._shard = None
+        self._cache = None
         if (self.dir / "shard").is_dir() and (self.dir / self.META).is_file():
             self._shard = self._open(lambda e: e.EdgeShard.load(str(self.dir / "shard")))
 
@@ -140,6 +153,7 @@ class EdgeStore:
         import qdrant_edge as qe
 
         shard = self._need()
+        self._cache = None
         points = [
             qe.Point(id=int(i), vector=v.tolist(), payload=p)
             for i, v, p in zip(ids, np.asarray(vectors, dtype=np.float32), payloads)
@@ -174,6 +188,36 @@ class EdgeStore:
 
         return int(self._need().count(qe.CountRequest(exact=True)))
 
+    def rank_all(self, vectors) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distances from each query to every point, computed over the shard's vectors as arrays.
+
+        Same answer as a query with limit = collection size (tests check it), without building
+        60k result objects per query: this is what makes full-ranking evaluation fast.
+        """
+        ids, points, sq_norms = self._arrays()
+        q = np.asarray(vectors, dtype=np.float64)
+        sq = (q**2).sum(1)[:, None] + sq_norms[None, :] - 2.0 * (q @ points.T)
+        return ids, np.sqrt(np.maximum(sq, 0.0))
+
+    def _arrays(self):
+        """(ids sorted, vectors float64, squared norms), read from the shard once per open."""
+        if self._cache is None:
+            import qdrant_edge as qe
+
+            shard = self._need()
+            ids, rows, offset = [], [], None
+            while True:
+                records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=True))
+                ids.extend(int(r.id) for r in records)
+                rows.extend(r.vector for r in records)
+                if offset is None:
+                    break
+            ids_arr = np.asarray(ids, dtype=np.int64)
+            order = np.argsort(ids_arr, kind="stable")
+            points = np.asarray(rows, dtype=np.float32).astype(np.float64)[order]
+            self._cache = (ids_arr[order], points, (points**2).sum(1))
+        return self._cache
+
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
         import qdrant_edge as qe
 
@@ -183,6 +227,7 @@ class EdgeStore:
         )
 
     def close(self) -> None:
+        self._cache = None
         if self._shard is not None:
             self._shard.flush()
             self._shard.close()
@@ -205,6 +250,7 @@ class ServerStore:
         self.client = client
         self.collection = collection
         self.location = location
+        self._ids: np.ndarray | None = None
 
     @classmethod
     def connect(cls, url: str, api_key: str | None, collection: str, timeout: int = 10) -> "ServerStore":
@@ -256,6 +302,7 @@ class ServerStore:
             vectors=np.asarray(vectors, dtype=np.float32).tolist(),
             payloads=list(payloads),
         )
+        self._ids = None
         self._call("upserting points", self.client.upsert, self.collection, points=batch, wait=True)
 
     def flush(self) -> None:
@@ -282,13 +329,20 @@ class ServerStore:
     def count(self) -> int:
         return int(self._call("counting", self.client.count, self.collection, exact=True).count)
 
+    def rank_all(self, vectors) -> tuple[np.ndarray, np.ndarray]:
+        """Every point's distance to each query, from Qdrant queries with limit = collection size."""
+        ids = self._ids if self._ids is not None else self.labels()[0]
+        return ids, scatter_full_rankings(self.query_batch(vectors, len(ids), with_labels=False), ids)
+
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
-        return _all_labels(
+        ids, labels = _all_labels(
             lambda offset: self._call(
                 "scrolling", self.client.scroll, self.collection,
                 limit=10_000, offset=offset, with_payload=["label"], with_vectors=False,
             )
         )
+        self._ids = ids  # rank_all's column order, until the next write
+        return ids, labels
 
     def close(self) -> None:
         self._call("closing the connection", self.client.close)

@@ -48,7 +48,7 @@ def run_cmd(
     collection: opt.Collection = None,
 ) -> None:
     """Full-ranking LRAP, P@10, mAP@100 and per-class LRAP of test queries against the collection."""
-    from cbir.model import load_encoder
+    from cbir.encoder import load_encoder
     from eval import report
     from eval.runner import evaluate
 

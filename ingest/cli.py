@@ -63,7 +63,8 @@ def run(
     collection: opt.Collection = None,
 ) -> None:
     """Encode the training split and upsert it into Qdrant (re-running overwrites, never duplicates)."""
-    from cbir.model import Encoder, TrainConfig, load_encoder
+    from cbir.encoder import Encoder, load_encoder
+    from cbir.model import TrainConfig
     from ingest.pipeline import ingest
     from ingest.train import train_and_save
 
@@ -93,13 +94,27 @@ def denoise(
 ) -> None:
     """Show the denoiser at work: the image, a noisy copy and the model's reconstruction."""
     from cbir import preprocess, render
-    from cbir.model import load_encoder
+    from cbir.model import KerasModel, resolve_model_path
     from ingest.denoise import denoise_figure
 
     settings = opt.settings(home=home, model=model)
     digit = preprocess.load_digit(image)
-    figure = denoise_figure(load_encoder(settings), digit, noise=noise, seed=seed)
+    autoencoder = KerasModel(resolve_model_path(settings.model, settings.trained_model_dir))
+    figure = denoise_figure(autoencoder, digit, noise=noise, seed=seed)
     typer.echo(f"wrote {render.save_png(figure, out)}")
+
+
+@app.command("export")
+@opt.cli_errors
+def export_cmd(
+    home: opt.Home = None,
+    model: opt.Model = None,
+) -> None:
+    """Export a .keras model's encoder to LiteRT (.tflite beside it), which search and eval run."""
+    from cbir.model import export_model, resolve_model_path
+
+    settings = opt.settings(home=home, model=model)
+    typer.echo(f"wrote {export_model(resolve_model_path(settings.model, settings.trained_model_dir))}")
 
 
 def main() -> None:

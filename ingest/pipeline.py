@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from cbir import __version__, datasets, ids
 from cbir.errors import CbirError
-from cbir.model import Encoder
+from cbir.encoder import Encoder
 from cbir.settings import Settings
 from cbir.store import Store, check_compatible, opened
 

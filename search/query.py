@@ -11,7 +11,7 @@ import numpy as np
 
 from cbir import preprocess
 from cbir.errors import CbirError
-from cbir.model import Encoder, load_encoder
+from cbir.encoder import Encoder, load_encoder
 from cbir.settings import Settings
 from cbir.store import Hits, Store, check_compatible, opened
 

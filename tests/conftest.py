@@ -47,7 +47,7 @@ def tiny_model(tmp_path_factory, mnist_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_model):
-    from cbir.model import Encoder
+    from cbir.encoder import Encoder
 
     return Encoder(tiny_model)
 

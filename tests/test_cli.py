@@ -178,3 +178,22 @@ def test_run_with_train_first(env):
     result = invoke(ingest_app, ["run", "--train", "--epochs", "1", "--train-size", "500", "--limit", "200"])
     assert result.exit_code == 0, result.output
     assert "trained " in result.output and "now holds 200 points" in result.output
+
+
+def test_search_never_imports_tensorflow_or_qdrant_client(ingested, digit_png, tiny_model):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from search.cli import main\n"
+        f"sys.argv = ['search', {str(digit_png)!r}, '-k', '3']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'qdrant_client'))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    env = {**os.environ, "CBIR_MODEL": str(tiny_model)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "rank" in out.stdout and "HEAVY []" in out.stdout

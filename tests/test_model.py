@@ -35,16 +35,15 @@ def test_saved_model_has_provenance_and_a_content_id(tiny_model):
     assert prov["model_id"] == model.file_sha256(tiny_model)[:16]
 
 
-def test_encoder_gives_128d_codes_equal_to_the_code_layer(tiny_encoder, mnist_test):
-    import keras
-
-    codes = tiny_encoder.encode(mnist_test.images[:10], batch_size=3)
-    assert codes.shape == (10, 128) and codes.dtype == np.float32
-    reference = keras.Model(tiny_encoder.autoencoder.input, tiny_encoder.autoencoder.get_layer("encoder").output)
-    expected = np.asarray(reference(mnist_test.images[:10, :, :, None] / np.float32(255))).reshape(10, -1)
-    np.testing.assert_allclose(codes, expected, atol=1e-6)
+def test_litert_encoder_matches_keras(tiny_encoder, tiny_model, mnist_test):
+    reference = model.KerasModel(tiny_model)
+    images = mnist_test.images[:50]
+    codes = tiny_encoder.encode(images, batch_size=16)  # uneven last batch on purpose
+    assert codes.shape == (50, 128) and codes.dtype == np.float32
+    assert np.max(np.abs(codes - reference.encode(images))) <= 1e-5
     # uint8 and [0, 1] floats are the same input
-    np.testing.assert_allclose(tiny_encoder.encode(mnist_test.images[:2] / np.float32(255)), codes[:2], atol=1e-6)
+    np.testing.assert_allclose(tiny_encoder.encode(images[:2] / np.float32(255)), codes[:2], atol=1e-6)
+    assert tiny_encoder.model_id == reference.model_id == model.file_sha256(tiny_model)[:16]
 
 
 def test_training_is_seeded(mnist_dir):
@@ -58,21 +57,42 @@ def test_training_is_seeded(mnist_dir):
 
 
 def test_packaged_default_model_loads_and_matches_its_provenance():
+    from cbir.encoder import Encoder, exported_path
+
     assert model.PACKAGED_MODEL.is_file(), "the default model ships with the package"
-    enc = model.Encoder(model.PACKAGED_MODEL)
+    enc = Encoder(model.PACKAGED_MODEL)
     prov = json.loads(model.provenance_path(model.PACKAGED_MODEL).read_text())
     assert enc.dim == 128 and prov["model_id"] == enc.model_id
+    assert prov["encoder_sha256"] == model.file_sha256(exported_path(model.PACKAGED_MODEL))
     assert prov["config"]["epochs"] == 20 and prov["config"]["optimizer"] == "adadelta"
     assert prov["train_images"] == 60000
 
 
-def test_missing_and_corrupt_model_files_are_clear(tmp_path):
+def test_missing_and_corrupt_model_files_are_clear(tmp_path, tiny_model):
+    from cbir.encoder import Encoder
+
     with pytest.raises(CbirError, match="does not exist"):
-        model.Encoder(tmp_path / "nope.keras")
+        Encoder(tmp_path / "nope.keras")
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip at all")
     with pytest.raises(CbirError, match="cannot load model"):
-        model.Encoder(bad)
+        model.KerasModel(bad)
+    with pytest.raises(CbirError, match="ingest export"):
+        Encoder(bad)  # no .tflite beside it
+    (tmp_path / "bad.tflite").write_bytes(b"garbage")
+    with pytest.raises(CbirError, match="cannot load"):
+        Encoder(bad)
+
+
+def test_export_rewrites_the_litert_file(tmp_path, tiny_model):
+    import shutil
+
+    from cbir.encoder import Encoder, exported_path
+
+    copy = tmp_path / "m.keras"
+    shutil.copy(tiny_model, copy)
+    assert model.export_model(copy) == exported_path(copy)
+    assert Encoder(copy).model_id == model.file_sha256(tiny_model)[:16]
 
 
 def test_model_choice_order(tmp_path):

@@ -1,0 +1,109 @@
+"""The query-time encoder: the model's code layer exported to LiteRT, run without TensorFlow.
+
+`import tensorflow` alone costs seconds; the LiteRT interpreter starts in a fraction of one and
+gives the same codes (tests pin the difference to <= 1e-5). Keras stays for training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cbir.errors import CbirError
+
+
+def exported_path(model_path: Path) -> Path:
+    """The LiteRT file that sits beside a .keras file."""
+    return Path(model_path).with_suffix(".tflite")
+
+
+def model_id_of(model_path: Path) -> str:
+    """A model's identity: the first 16 hex digits of its .keras file's SHA-256."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
+    except OSError as exc:
+        raise CbirError(f"cannot read model {model_path}: {exc.strerror or exc}") from None
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) or float in [0, 1] -> float32 (N, 28, 28, 1) in [0, 1]."""
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return x.reshape(len(x), 28, 28, 1)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence C++ chatter written straight to fd 2 (LiteRT's "Created XNNPACK delegate")."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr: nothing to silence
+        yield
+        return
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class Encoder:
+    """Encode 28x28 images to the model's codes with its LiteRT export."""
+
+    def __init__(self, model_path: Path, threads: int | None = None):
+        self.path = Path(model_path)
+        from cbir.model import PACKAGED_MODEL  # cheap: cbir.model imports Keras lazily
+
+        if not self.path.is_file():
+            if self.path == PACKAGED_MODEL:
+                raise CbirError(f"the packaged default model is missing ({self.path}); reinstall cbir")
+            raise CbirError(
+                f"model file {self.path} does not exist; train one with `ingest train` "
+                "or unset CBIR_MODEL / --model to use the packaged default"
+            )
+        lite = exported_path(self.path)
+        if not lite.is_file():
+            raise CbirError(f"{lite} is missing; export the model's encoder with `ingest export --model {self.path}`")
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            with _quiet_native_stderr():
+                self._interp = Interpreter(model_path=str(lite), num_threads=threads or os.cpu_count() or 1)
+                self._interp.allocate_tensors()
+            self._in = self._interp.get_input_details()[0]["index"]
+            out = self._interp.get_output_details()[0]
+        except (ValueError, RuntimeError) as exc:
+            raise CbirError(f"cannot load {lite}: {exc}; re-export it with `ingest export`") from None
+        self._out = out["index"]
+        self.dim = int(out["shape"][-1])
+        self.model_id = model_id_of(self.path)
+        self._batch = 0
+
+    def encode(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Images (N, 28, 28) uint8 or float in [0, 1] -> codes (N, dim) float32."""
+        x = to_float(images)
+        out = np.empty((len(x), self.dim), dtype=np.float32)
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size]
+            if len(batch) != self._batch:  # re-plan only when the batch shape changes
+                self._interp.resize_tensor_input(self._in, [len(batch), 28, 28, 1])
+                self._interp.allocate_tensors()
+                self._batch = len(batch)
+            self._interp.set_tensor(self._in, batch)
+            self._interp.invoke()
+            out[start : start + len(batch)] = self._interp.get_tensor(self._out)
+        return out
+
+
+def load_encoder(settings) -> Encoder:
+    """The encoder the settings select: --model / CBIR_MODEL, else one trained under CBIR_HOME, else the packaged one."""
+    from cbir.model import resolve_model_path
+
+    return Encoder(resolve_model_path(settings.model, settings.trained_model_dir))
