@@ -17,8 +17,7 @@ import numpy as np
 from sklearn.metrics import label_ranking_average_precision_score
 
 from cbir import datasets
-from cbir.encoder import Encoder
-from cbir.model import resolve_model_path
+from cbir.encoder import Encoder, resolve_model_path
 from cbir.settings import Settings
 from eval import metrics
 from eval.runner import select_queries

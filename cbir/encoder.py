@@ -14,6 +14,8 @@ import numpy as np
 
 from cbir.errors import CbirError
 
+PACKAGED_MODEL = Path(__file__).parent / "models" / "dae.keras"
+
 
 def exported_path(model_path: Path) -> Path:
     """The LiteRT file that sits beside a .keras file."""
@@ -59,8 +61,6 @@ class Encoder:
 
     def __init__(self, model_path: Path, threads: int | None = None):
         self.path = Path(model_path)
-        from cbir.model import PACKAGED_MODEL  # cheap: cbir.model imports Keras lazily
-
         if not self.path.is_file():
             if self.path == PACKAGED_MODEL:
                 raise CbirError(f"the packaged default model is missing ({self.path}); reinstall cbir")
@@ -102,8 +102,16 @@ class Encoder:
         return out
 
 
-def load_encoder(settings) -> Encoder:
-    """The encoder the settings select: --model / CBIR_MODEL, else one trained under CBIR_HOME, else the packaged one."""
-    from cbir.model import resolve_model_path
+def resolve_model_path(explicit: Path | None, trained_dir: Path) -> Path:
+    """Which model to use: --model / CBIR_MODEL, else one trained under CBIR_HOME, else the packaged one."""
+    if explicit is not None:
+        return explicit
+    trained = trained_dir / "dae.keras"
+    if trained.is_file():
+        return trained
+    return PACKAGED_MODEL
 
+
+def load_encoder(settings) -> Encoder:
+    """The encoder the settings select (see resolve_model_path)."""
     return Encoder(resolve_model_path(settings.model, settings.trained_model_dir))

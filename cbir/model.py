@@ -15,7 +15,6 @@ import numpy as np
 from cbir.encoder import exported_path, model_id_of, to_float
 from cbir.errors import CbirError
 
-PACKAGED_MODEL = Path(__file__).parent / "models" / "dae.keras"
 CODE_LAYER = "encoder"
 
 
@@ -211,14 +210,3 @@ class KerasModel:
 
         x = to_float(images)
         return keras.ops.convert_to_numpy(self.autoencoder(x, training=False)).reshape(len(x), 28, 28)
-
-
-def resolve_model_path(explicit: Path | None, trained_dir: Path) -> Path:
-    """Which model to use: --model / CBIR_MODEL, else one trained under CBIR_HOME, else the packaged one."""
-    if explicit is not None:
-        return explicit
-    trained = trained_dir / "dae.keras"
-    if trained.is_file():
-        return trained
-    return PACKAGED_MODEL
-

@@ -177,6 +177,7 @@ class EdgeStore:
                 query=qe.Query.Nearest(np.asarray(v, dtype=np.float32).tolist()),
                 filter=flt,
                 with_payload=["label"] if with_labels else False,
+                params=qe.SearchParams(exact=True),  # the embedded store promises exact answers
             )
             for v in vectors
         ]
@@ -251,6 +252,7 @@ class ServerStore:
         self.collection = collection
         self.location = location
         self._ids: np.ndarray | None = None
+        self.in_process = location.startswith("in-process")
 
     @classmethod
     def connect(cls, url: str, api_key: str | None, collection: str, timeout: int = 10) -> "ServerStore":
@@ -320,6 +322,8 @@ class ServerStore:
                 limit=int(limit),
                 filter=flt,
                 with_payload=["label"] if with_labels else False,
+                # Exact, like the embedded store (the in-process engine is always exact and warns if asked).
+                params=None if self.in_process else models.SearchParams(exact=True),
             )
             for v in vectors
         ]

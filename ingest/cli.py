@@ -94,7 +94,8 @@ def denoise(
 ) -> None:
     """Show the denoiser at work: the image, a noisy copy and the model's reconstruction."""
     from cbir import preprocess, render
-    from cbir.model import KerasModel, resolve_model_path
+    from cbir.encoder import resolve_model_path
+    from cbir.model import KerasModel
     from ingest.denoise import denoise_figure
 
     settings = opt.settings(home=home, model=model)
@@ -111,7 +112,8 @@ def export_cmd(
     model: opt.Model = None,
 ) -> None:
     """Export a .keras model's encoder to LiteRT (.tflite beside it), which search and eval run."""
-    from cbir.model import export_model, resolve_model_path
+    from cbir.encoder import resolve_model_path
+    from cbir.model import export_model
 
     settings = opt.settings(home=home, model=model)
     typer.echo(f"wrote {export_model(resolve_model_path(settings.model, settings.trained_model_dir))}")

@@ -24,11 +24,14 @@ class IngestReport:
     seconds: float
     location: str
     collection: str
+    encode_seconds: float = 0.0
+    upsert_seconds: float = 0.0
 
     def summary(self) -> str:
         rate = self.points / self.seconds if self.seconds > 0 else float("inf")
         return (
-            f"ingested {self.points} points in {self.seconds:.1f} s ({rate:.0f} points/s); "
+            f"ingested {self.points} points in {self.seconds:.1f} s ({rate:.0f} points/s; "
+            f"encode {self.encode_seconds:.1f} s, upsert {self.upsert_seconds:.1f} s); "
             f"collection {self.collection!r} now holds {self.total} points in {self.location}"
         )
 
@@ -71,11 +74,15 @@ def ingest(
     with opened(settings, store) as store:
         before = prepare(store, encoder, settings.dataset, settings.collection_name, recreate)
         start = time.perf_counter()
+        encode_s = upsert_s = 0.0
         bars = dict(disable=not progress, unit="img", dynamic_ncols=True)
         with tqdm(total=n, desc="encode", position=0, **bars) as enc_bar, tqdm(total=n, desc="upsert", position=1, **bars) as up_bar:
             for lo in range(0, n, batch_size):
                 hi = min(lo + batch_size, n)
+                t0 = time.perf_counter()
                 codes = encoder.encode(split.images[lo:hi])
+                t1 = time.perf_counter()
+                encode_s += t1 - t0
                 enc_bar.update(hi - lo)
                 index = np.arange(lo, hi)
                 payloads = [
@@ -83,11 +90,14 @@ def ingest(
                     for i in index
                 ]
                 store.upsert(ids.point_ids(settings.dataset, "train", index), codes, payloads)
+                upsert_s += time.perf_counter() - t1
                 up_bar.update(hi - lo)
+        t2 = time.perf_counter()
         store.flush()
+        upsert_s += time.perf_counter() - t2
         seconds = time.perf_counter() - start
         total = store.count()
         expected = max(before, n)  # stable ids: a re-run overwrites, it never adds
         if total != expected:
             raise CbirError(f"after ingest the collection holds {total} points, expected {expected}; re-run `ingest run`")
-        return IngestReport(n, total, seconds, store.location, settings.collection_name)
+        return IngestReport(n, total, seconds, store.location, settings.collection_name, encode_s, upsert_s)

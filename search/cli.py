@@ -29,7 +29,6 @@ def search(
     collection: opt.Collection = None,
 ) -> None:
     """Find the images in the collection most similar to each query image (Euclidean distance)."""
-    from cbir import render as pictures
     from search import render
     from search.query import search_files
 
@@ -42,7 +41,10 @@ def search(
         else:
             typer.echo(("\n" if i else "") + render.table(res))
     if grid is not None:
-        path = pictures.save_png(render.grid_image(settings, results), grid)
+        from cbir.render import save_png
+        from search.pictures import grid_image  # PIL drawing and data-set reading: only when asked
+
+        path = save_png(grid_image(settings, results), grid)
         typer.echo(f"wrote {path}", err=as_json)
 
 

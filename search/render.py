@@ -1,13 +1,9 @@
-"""How search results look: a text table, JSON lines, or a picture grid."""
+"""How search results read: a text table or JSON lines."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
-
-from cbir import datasets, ids, render
-from cbir.settings import Settings
 from search.query import QueryResult
 
 
@@ -24,26 +20,3 @@ def table(result: QueryResult) -> str:
 def json_line(result: QueryResult) -> str:
     """One JSON object per query."""
     return json.dumps(result.as_dict())
-
-
-def result_images(settings: Settings, point_ids: np.ndarray) -> list[np.ndarray]:
-    """The stored images behind point ids, read back from their data sets."""
-    cache: dict[tuple[str, str], datasets.Split] = {}
-    out = []
-    for pid in point_ids:
-        name, split, index = ids.decode(int(pid))
-        if (name, split) not in cache:
-            cache[(name, split)] = datasets.load(name, split, settings.data_dir, settings.cache_dir)
-        out.append(cache[(name, split)].images[index].astype(np.float32) / 255.0)
-    return out
-
-
-def grid_image(settings: Settings, results: list[QueryResult]):
-    """One row per query: the query as the model sees it, then its hits with label and distance."""
-    rows = []
-    for res in results:
-        row = [(res.digit, "query")]
-        for rank, (img, label, dist) in enumerate(zip(result_images(settings, res.hits.ids), res.hits.labels, res.hits.distances), 1):
-            row.append((img, f"#{rank} label {label}\nd={dist:.3f}"))
-        rows.append(row)
-    return render.grid(rows)

@@ -59,11 +59,13 @@ def test_training_is_seeded(mnist_dir):
 def test_packaged_default_model_loads_and_matches_its_provenance():
     from cbir.encoder import Encoder, exported_path
 
-    assert model.PACKAGED_MODEL.is_file(), "the default model ships with the package"
-    enc = Encoder(model.PACKAGED_MODEL)
-    prov = json.loads(model.provenance_path(model.PACKAGED_MODEL).read_text())
+    from cbir.encoder import PACKAGED_MODEL
+
+    assert PACKAGED_MODEL.is_file(), "the default model ships with the package"
+    enc = Encoder(PACKAGED_MODEL)
+    prov = json.loads(model.provenance_path(PACKAGED_MODEL).read_text())
     assert enc.dim == 128 and prov["model_id"] == enc.model_id
-    assert prov["encoder_sha256"] == model.file_sha256(exported_path(model.PACKAGED_MODEL))
+    assert prov["encoder_sha256"] == model.file_sha256(exported_path(PACKAGED_MODEL))
     assert prov["config"]["epochs"] == 20 and prov["config"]["optimizer"] == "adadelta"
     assert prov["train_images"] == 60000
 
@@ -96,8 +98,10 @@ def test_export_rewrites_the_litert_file(tmp_path, tiny_model):
 
 
 def test_model_choice_order(tmp_path):
+    from cbir.encoder import PACKAGED_MODEL, resolve_model_path
+
     explicit = tmp_path / "x.keras"
-    assert model.resolve_model_path(explicit, tmp_path) == explicit
-    assert model.resolve_model_path(None, tmp_path) == model.PACKAGED_MODEL
+    assert resolve_model_path(explicit, tmp_path) == explicit
+    assert resolve_model_path(None, tmp_path) == PACKAGED_MODEL
     (tmp_path / "dae.keras").write_bytes(b"")
-    assert model.resolve_model_path(None, tmp_path) == tmp_path / "dae.keras"
+    assert resolve_model_path(None, tmp_path) == tmp_path / "dae.keras"

@@ -19,7 +19,7 @@ def full_home(tmp_path_factory, mnist_dir):
     env = {"CBIR_HOME": str(home), "CBIR_DATA_DIR": str(mnist_dir), "CBIR_MODEL": None, "CBIR_QDRANT_URL": None}
     result = runner.invoke(app, ["ingest", "run"], env=env)
     assert result.exit_code == 0, result.output
-    assert re.match(r"ingested 60000 points in [\d.]+ s \(\d+ points/s\); collection 'cbir-mnist' now holds 60000 points", result.output)
+    assert re.match(r"ingested 60000 points in [\d.]+ s \(\d+ points/s; encode [\d.]+ s, upsert [\d.]+ s\); collection 'cbir-mnist' now holds 60000 points", result.output)
     return env
 
 
