@@ -105,7 +105,10 @@ def _has_all(folder: Path) -> bool:
 
 def _download(spec: DatasetSpec, target: Path) -> None:
     """Fetch the four gzipped files into target, verifying each against its published md5."""
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CbirError(f"cannot create {target} for the download: {exc.strerror or exc}; set CBIR_HOME to a writable folder") from None
     for stem in _STEMS.values():
         dest = target / f"{stem}.gz"
         if dest.is_file():
@@ -130,8 +133,11 @@ def _download(spec: DatasetSpec, target: Path) -> None:
         if digest != spec.md5[stem]:
             raise CbirError(f"downloaded {stem} has md5 {digest}, expected {spec.md5[stem]}; try again")
         tmp = dest.with_suffix(".part")
-        tmp.write_bytes(payload)
-        tmp.replace(dest)
+        try:
+            tmp.write_bytes(payload)
+            tmp.replace(dest)
+        except OSError as exc:
+            raise CbirError(f"cannot save {dest}: {exc.strerror or exc}; check free space in CBIR_HOME") from None
 
 
 def locate(name: str, data_dir: Path | None, cache_dir: Path, download: bool = True) -> Path:

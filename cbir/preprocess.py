@@ -13,6 +13,23 @@ from cbir.errors import CbirError
 SIZE = 28
 BOX = 20  # MNIST fits each digit into 20x20, then centres its mass in 28x28
 INK_THRESHOLD = 0.15  # fraction of the ink's peak that counts as ink when cropping
+WORKING_SIZE = 1024  # larger images are reduced first: the digit ends up 20x20 anyway
+
+
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+    b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP",
+}
+
+
+def _looks_like(path: Path) -> str | None:
+    """The image format a file's first bytes claim, if any."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    return next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
 
 
 def open_image(path: Path) -> Image.Image:
@@ -31,6 +48,9 @@ def open_image(path: Path) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise CbirError(f"{path}: image is too large to be decoded safely (decompression bomb?)") from None
     except UnidentifiedImageError:
+        claimed = _looks_like(path)
+        if claimed:
+            raise CbirError(f"{path}: corrupt or truncated image (starts like a {claimed} but cannot be decoded)") from None
         raise CbirError(f"{path}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise CbirError(f"{path}: corrupt or truncated image ({exc})") from None
@@ -40,6 +60,9 @@ def open_image(path: Path) -> Image.Image:
 def to_gray(img: Image.Image) -> np.ndarray:
     """Any mode -> float32 luminance in [0, 1]; transparency is composited over white."""
     img = ImageOps.exif_transpose(img)
+    factor = -(-max(img.size) // WORKING_SIZE)
+    if factor > 1:
+        img = img.reduce(factor)  # box-average: keeps thin strokes, bounds memory for huge images
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if arr.max() > 255 else 255.0

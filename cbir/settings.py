@@ -27,7 +27,7 @@ class Settings:
     home: Path = field(default_factory=_default_home)
     data_dir: Path | None = None
     qdrant_url: str | None = None
-    qdrant_api_key: str | None = None
+    qdrant_api_key: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     collection: str | None = None
     model: Path | None = None
     dataset: str = "mnist"

@@ -36,6 +36,7 @@ class Store(Protocol):
 
     def metadata(self) -> dict | None: ...  # None when the collection does not exist
     def create(self, dim: int, metadata: dict) -> None: ...
+    def set_metadata(self, metadata: dict) -> None: ...
     def drop(self) -> None: ...
     def upsert(self, ids: np.ndarray, vectors: np.ndarray, payloads: Sequence[dict]) -> None: ...
     def query_batch(self, vectors: np.ndarray, limit: int, label: int | None = None, with_labels: bool = True) -> list[Hits]: ...
@@ -63,6 +64,15 @@ def check_compatible(meta: dict | None, model_id: str, dim: int, collection: str
         raise CbirError(
             f"collection {collection!r} was built by model {meta.get('model_id')}, not the current model "
             f"{model_id}; re-run `ingest run --recreate` or pass --model with the model that built it"
+        )
+
+
+def check_complete(meta: dict, collection: str) -> None:
+    """Refuse a collection whose last ingest did not finish: its answers would silently miss points."""
+    if meta.get("complete") is False:  # collections from before this flag count as complete
+        raise CbirError(
+            f"collection {collection!r} is incomplete: an `ingest run` was interrupted or is still running; "
+            "run `ingest run` again to finish it (nothing is duplicated)"
         )
 
 
@@ -121,7 +131,12 @@ class EdgeStore:
     def metadata(self) -> dict | None:
         if self._shard is None:
             return None
-        return json.loads((self.dir / self.META).read_text())
+        try:
+            return json.loads((self.dir / self.META).read_text())
+        except (OSError, ValueError) as exc:
+            raise CbirError(
+                f"cannot read {self.dir / self.META} ({exc}); rebuild the collection with `ingest run --recreate`"
+            ) from None
 
     def create(self, dim: int, metadata: dict) -> None:
         import qdrant_edge as qe
@@ -129,14 +144,27 @@ class EdgeStore:
         if self._shard is not None:
             raise CbirError(f"collection {self.collection!r} already exists")
         shard_dir = self.dir / "shard"
-        if shard_dir.exists():  # leftovers of a create that died before writing its metadata
-            shutil.rmtree(shard_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if shard_dir.exists():  # leftovers of a create that died before writing its metadata
+                shutil.rmtree(shard_dir)
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CbirError(
+                f"cannot create the store in {self.dir}: {exc.strerror or exc}; "
+                "set CBIR_HOME (or --home) to a writable folder with free space"
+            ) from None
         config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Euclid))
         self._shard = self._open(lambda e: e.EdgeShard.create(str(shard_dir), config))
+        self.set_metadata({**metadata, "dim": dim})  # the collection exists once its metadata does
+
+    def set_metadata(self, metadata: dict) -> None:
+        """Replace the collection's metadata atomically (write a temporary file, then rename)."""
         tmp = self.dir / (self.META + ".tmp")
-        tmp.write_text(json.dumps({**metadata, "dim": dim}, indent=2, sort_keys=True))
-        tmp.replace(self.dir / self.META)  # the collection exists once its metadata does
+        try:
+            tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True))
+            tmp.replace(self.dir / self.META)
+        except OSError as exc:
+            raise CbirError(f"cannot write {self.dir / self.META}: {exc.strerror or exc}; check space and permissions") from None
 
     def drop(self) -> None:
         self.close()
@@ -158,11 +186,20 @@ class EdgeStore:
             qe.Point(id=int(i), vector=v.tolist(), payload=p)
             for i, v, p in zip(ids, np.asarray(vectors, dtype=np.float32), payloads)
         ]
-        shard.update(qe.UpdateOperation.upsert_points(points))
+        self._write("upserting points", lambda: shard.update(qe.UpdateOperation.upsert_points(points)))
 
     def flush(self) -> None:
         if self._shard is not None:
-            self._shard.flush()
+            self._write("flushing", self._shard.flush)
+
+    def _write(self, what: str, fn) -> None:
+        try:
+            fn()
+        except Exception as exc:  # the engine reports I/O failures (disk full, read-only) as plain Exceptions
+            raise CbirError(
+                f"{what} in {self.dir} failed ({str(exc)[:200]}); check free space and permissions in CBIR_HOME, "
+                "then run `ingest run` again"
+            ) from None
 
     def query_batch(self, vectors, limit, label=None, with_labels=True) -> list[Hits]:
         import qdrant_edge as qe
@@ -292,6 +329,9 @@ class ServerStore:
             vectors_config=models.VectorParams(size=dim, distance=models.Distance.EUCLID),
             metadata={**metadata, "dim": dim},
         )
+
+    def set_metadata(self, metadata: dict) -> None:
+        self._call("updating collection metadata", self.client.update_collection, self.collection, metadata=metadata)
 
     def drop(self) -> None:
         self._call("deleting the collection", self.client.delete_collection, self.collection)

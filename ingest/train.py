@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 
 from cbir import __version__, datasets, model
+from cbir.errors import CbirError
 from cbir.settings import Settings
 
 
@@ -39,5 +40,8 @@ def train_and_save(settings: Settings, config: model.TrainConfig, out: Path | No
         "code_dim": 128,
     }
     path = out or settings.trained_model_dir / "dae.keras"
-    provenance["model_id"] = model.save(result.autoencoder, path, provenance)
+    try:
+        provenance["model_id"] = model.save(result.autoencoder, path, provenance)
+    except OSError as exc:
+        raise CbirError(f"cannot save the model to {path}: {exc.strerror or exc}; choose a writable --out or CBIR_HOME") from None
     return path, provenance

@@ -16,8 +16,8 @@ app = typer.Typer(add_completion=False)
 @opt.cli_errors
 def search(
     images: Annotated[list[Path], typer.Argument(help="Query images (PNG, JPEG, ...) or folders of them.", show_default=False)],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many results per query.")] = 10,
-    label: Annotated[Optional[int], typer.Option(min=0, max=9, help="Only results with this label.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results per query.")] = 10,
+    label: Annotated[Optional[int], typer.Option(help="Only results with this label (0-9).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query instead of a table.")] = False,
     grid: Annotated[Optional[Path], typer.Option(help="Also write a picture of queries and results (PNG).")] = None,
     home: opt.Home = None,

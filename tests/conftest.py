@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cbir import datasets
 from cbir.settings import Settings
@@ -66,3 +67,23 @@ def env(monkeypatch, tmp_path, mnist_dir):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def digit_png(tmp_path, mnist_test):
+    """A test-set "7", drawn dark on light and enlarged, as a person would save it."""
+    path = tmp_path / "seven.png"
+    Image.fromarray(255 - mnist_test.images[0]).resize((140, 140)).save(path)
+    return path
+
+
+@pytest.fixture
+def ingested(env, tiny_model, monkeypatch):
+    """An embedded collection of the first 2000 training images, built by the tiny model."""
+    monkeypatch.setenv("CBIR_MODEL", str(tiny_model))
+    from ingest.cli import app as ingest_app
+    from tests.cli_helpers import invoke
+
+    result = invoke(ingest_app, ["run", "--limit", "2000"])
+    assert result.exit_code == 0, result.output
+    return result

@@ -5,18 +5,13 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from cbir.cli import app as cbir_app
 from ingest.cli import app as ingest_app
 from search.cli import app as search_app
+from tests.cli_helpers import invoke, one_line_error
 
-runner = CliRunner()
 ENV_VARS = ("CBIR_HOME", "CBIR_DATA_DIR", "CBIR_QDRANT_URL", "CBIR_QDRANT_API_KEY", "CBIR_COLLECTION")
-
-
-def invoke(app, args):
-    return runner.invoke(app, args, env={"COLUMNS": "200", "NO_COLOR": "1"})
 
 
 @pytest.mark.parametrize(
@@ -36,32 +31,6 @@ def test_help_shows_the_settings_env_vars(app, args, env_vars):
     assert result.exit_code == 0, result.output
     for var in env_vars:
         assert var in result.output
-
-
-def _one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
-@pytest.fixture
-def digit_png(tmp_path, mnist_test):
-    """A test-set "7", drawn dark on light and enlarged, as a person would save it."""
-    path = tmp_path / "seven.png"
-    Image.fromarray(255 - mnist_test.images[0]).resize((140, 140)).save(path)
-    return path
-
-
-@pytest.fixture
-def ingested(env, tiny_model, monkeypatch):
-    """An embedded collection of the first 2000 training images, built by the tiny model."""
-    monkeypatch.setenv("CBIR_MODEL", str(tiny_model))
-    result = invoke(ingest_app, ["run", "--limit", "2000"])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def test_ingest_run_prints_one_summary_line(ingested):
@@ -137,13 +106,13 @@ def test_denoise_writes_three_panels(env, tiny_model, digit_png, tmp_path):
 
 def test_search_before_ingest_says_to_ingest(env, tiny_model, digit_png):
     result = invoke(search_app, [str(digit_png), "--model", str(tiny_model)])
-    _one_line_error(result, "does not exist yet", "ingest run")
+    one_line_error(result, "does not exist yet", "ingest run")
 
 
 def test_search_with_another_model_is_refused(ingested, digit_png, monkeypatch):
     monkeypatch.delenv("CBIR_MODEL")  # the packaged default, not the model that built the collection
     result = invoke(search_app, [str(digit_png)])
-    _one_line_error(result, "was built by model")
+    one_line_error(result, "was built by model")
 
 
 @pytest.mark.parametrize("name, content", [("missing.png", None), ("text.png", b"just text")])
@@ -152,11 +121,11 @@ def test_bad_query_files_get_one_line(env, tmp_path, name, content):
     if content is not None:
         path.write_bytes(content)
     result = invoke(search_app, [str(path)])
-    _one_line_error(result, str(path))
+    one_line_error(result, str(path))
 
 
 def test_bad_eval_queries_value(env):
-    _one_line_error(invoke(cbir_app, ["eval", "run", "--queries", "many"]), "--queries")
+    one_line_error(invoke(cbir_app, ["eval", "run", "--queries", "many"]), "--queries")
 
 
 def test_train_then_run_with_recreate(env, tiny_model, monkeypatch):
@@ -168,7 +137,7 @@ def test_train_then_run_with_recreate(env, tiny_model, monkeypatch):
     assert trained.output.strip().splitlines()[-1].startswith(f"saved {env / 'home' / 'models' / 'dae.keras'}")
     # The new model (now the default under CBIR_HOME) did not build the collection: refused...
     refused = invoke(ingest_app, ["run", "--limit", "500"])
-    _one_line_error(refused, "was built by model", "--recreate")
+    one_line_error(refused, "was built by model", "--recreate")
     # ...until the collection is rebuilt with it.
     rebuilt = invoke(ingest_app, ["run", "--limit", "300", "--recreate"])
     assert rebuilt.exit_code == 0 and "now holds 300 points" in rebuilt.output
