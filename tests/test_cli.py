@@ -124,8 +124,9 @@ def test_bad_query_files_get_one_line(env, tmp_path, name, content):
     one_line_error(result, str(path))
 
 
-def test_bad_eval_queries_value(env):
-    one_line_error(invoke(cbir_app, ["eval", "run", "--queries", "many"]), "--queries")
+@pytest.mark.parametrize("value, fragment", [("many", "takes a number or 'all'"), ("0", "at least 1")])
+def test_bad_eval_queries_value(env, value, fragment):
+    one_line_error(invoke(cbir_app, ["eval", "run", "--queries", value]), "--queries", fragment)
 
 
 def test_train_then_run_with_recreate(env, tiny_model, monkeypatch):
