@@ -22,12 +22,17 @@ def exported_path(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".tflite")
 
 
-def model_id_of(model_path: Path) -> str:
-    """A model's identity: the first 16 hex digits of its .keras file's SHA-256."""
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
     import hashlib
 
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def model_id_of(model_path: Path) -> str:
+    """A model's identity: the first 16 hex digits of its .keras file's SHA-256."""
     try:
-        return hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
+        return file_sha256(model_path)[:16]
     except OSError as exc:
         raise CbirError(f"cannot read model {model_path}: {exc.strerror or exc}") from None
 

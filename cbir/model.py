@@ -5,14 +5,13 @@ TensorFlow is imported inside the functions that need it, so importing this modu
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from cbir.encoder import exported_path, model_id_of, to_float
+from cbir.encoder import exported_path, file_sha256, model_id_of, to_float
 from cbir.errors import CbirError
 
 CODE_LAYER = "encoder"
@@ -109,11 +108,6 @@ def train(train_images: np.ndarray, val_images: np.ndarray, config: TrainConfig,
     )
     seconds = time.perf_counter() - start
     return TrainResult(model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, seconds)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def provenance_path(model_path: Path) -> Path:

@@ -8,9 +8,6 @@ from pathlib import Path
 
 import platformdirs
 
-DATASETS = ("mnist", "fashion-mnist")
-
-
 def _default_home() -> Path:
     return Path(platformdirs.user_data_dir("cbir", appauthor=False))
 

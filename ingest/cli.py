@@ -48,7 +48,7 @@ def train(
 @app.command()
 @opt.cli_errors
 def run(
-    train_first: Annotated[bool, typer.Option("--train", help="Train a new model first (see `ingest train`).")] = False,
+    train_first: Annotated[bool, typer.Option("--train", help="Train a new model into CBIR_HOME/models first and use it; implies --recreate.")] = False,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs when --train is given.")] = 20,
     train_size: Annotated[Optional[int], typer.Option(min=1, help="With --train: train on the first N images only.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Ingest only the first N training images.")] = None,
@@ -71,13 +71,14 @@ def run(
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, model=model, qdrant_url=qdrant_url,
                             qdrant_api_key=qdrant_api_key, collection=collection)
     if train_first:
-        path, prov = train_and_save(settings, TrainConfig(epochs=epochs, train_size=train_size), settings.model,
+        path, prov = train_and_save(settings, TrainConfig(epochs=epochs, train_size=train_size),
                                     verbose=1 if opt.progress_enabled() else 2)
         typer.echo(f"trained {path} (model {prov['model_id']}), final loss {prov['final_loss']:.4f}")
         encoder = Encoder(path)
     else:
         encoder = load_encoder(settings)
-    report = ingest(settings, encoder, limit=limit, batch_size=batch_size, recreate=recreate,
+    # A new model makes every stored vector stale: rebuild rather than refuse.
+    report = ingest(settings, encoder, limit=limit, batch_size=batch_size, recreate=recreate or train_first,
                     progress=opt.progress_enabled())
     typer.echo(report.summary())
 

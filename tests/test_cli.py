@@ -144,10 +144,15 @@ def test_train_then_run_with_recreate(env, tiny_model, monkeypatch):
     assert rebuilt.exit_code == 0 and "now holds 300 points" in rebuilt.output
 
 
-def test_run_with_train_first(env):
+def test_run_with_train_first_rebuilds_the_collection(ingested, env, tiny_model, digit_png, monkeypatch):
+    before = tiny_model.read_bytes()
     result = invoke(ingest_app, ["run", "--train", "--epochs", "1", "--train-size", "500", "--limit", "200"])
     assert result.exit_code == 0, result.output
-    assert "trained " in result.output and "now holds 200 points" in result.output
+    trained = env / "home" / "models" / "dae.keras"
+    assert f"trained {trained}" in result.output and "now holds 200 points" in result.output
+    assert tiny_model.read_bytes() == before  # --model / CBIR_MODEL is never overwritten
+    monkeypatch.delenv("CBIR_MODEL")  # the model trained under CBIR_HOME is now the default
+    assert invoke(search_app, [str(digit_png), "-k", "3"]).exit_code == 0
 
 
 def test_search_never_imports_tensorflow_or_qdrant_client(ingested, digit_png, tiny_model):
