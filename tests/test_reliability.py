@@ -305,3 +305,33 @@ def test_settings_never_show_the_api_key_in_help(monkeypatch):
     monkeypatch.setenv("CBIR_QDRANT_API_KEY", "sekrit-key-123")
     assert "sekrit" not in invoke(search_app, ["--help"]).output
     assert "sekrit" not in repr(Settings.from_env())
+
+
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """An 80 MiB file system that really fills up (tmpfs; root can mount one here).
+
+    Where mounting is not allowed, the free-space reading is replaced instead, which exercises
+    the same check but not a real full disk.
+    """
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80m", "tmpfs", str(mnt)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        import shutil as real_shutil
+        from collections import namedtuple
+
+        usage = namedtuple("usage", "total used free")
+        monkeypatch.setattr("cbir.store.shutil.disk_usage", lambda p: usage(80 * 2**20, 0, 66 * 2**20))
+        assert real_shutil.disk_usage(tmp_path).free > 2**30
+    yield mnt
+    if mounted:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_full_disk_stops_ingest_with_one_line_and_no_crash(env, small_disk, tiny_model, monkeypatch):
+    # Engine files are memory-mapped: without the free-space check a full disk kills the process (SIGBUS).
+    monkeypatch.setenv("CBIR_HOME", str(small_disk / "home"))
+    result = invoke(ingest_app, ["run", "--model", str(tiny_model)])
+    one_line_error(result, "not enough free space", "CBIR_HOME")
