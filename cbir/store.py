@@ -39,6 +39,7 @@ class Store(Protocol):
     def set_metadata(self, metadata: dict) -> None: ...
     def drop(self) -> None: ...
     def upsert(self, ids: np.ndarray, vectors: np.ndarray, payloads: Sequence[dict]) -> None: ...
+    def flush(self) -> None: ...
     def query_batch(self, vectors: np.ndarray, limit: int, label: int | None = None, with_labels: bool = True) -> list[Hits]: ...
     def rank_all(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...  # (ids sorted, distances to each)
     def count(self) -> int: ...
@@ -76,18 +77,25 @@ def check_complete(meta: dict, collection: str) -> None:
         )
 
 
-def _all_labels(scroll_page) -> tuple[np.ndarray, np.ndarray]:
-    """Page through a collection (scroll_page(offset) -> (records, next offset)); ids sorted."""
-    ids, labels, offset = [], [], None
+def _scroll_sorted(scroll_page, value, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Page through a collection (scroll_page(offset) -> (records, next offset)).
+
+    Returns every point's id and value(record), both ordered by id.
+    """
+    ids, values, offset = [], [], None
     while True:
         records, offset = scroll_page(offset)
         ids.extend(int(r.id) for r in records)
-        labels.extend(int(r.payload["label"]) for r in records)
+        values.extend(value(r) for r in records)
         if offset is None:
             break
     ids_arr = np.asarray(ids, dtype=np.int64)
     order = np.argsort(ids_arr, kind="stable")
-    return ids_arr[order], np.asarray(labels, dtype=np.int64)[order]
+    return ids_arr[order], np.asarray(values, dtype=dtype)[order]
+
+
+def _label(record) -> int:
+    return int(record.payload["label"])
 
 
 def scatter_full_rankings(hits: list[Hits], ids: np.ndarray) -> np.ndarray:
@@ -261,25 +269,21 @@ class EdgeStore:
             import qdrant_edge as qe
 
             shard = self._need()
-            ids, rows, offset = [], [], None
-            while True:
-                records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=True))
-                ids.extend(int(r.id) for r in records)
-                rows.extend(r.vector for r in records)
-                if offset is None:
-                    break
-            ids_arr = np.asarray(ids, dtype=np.int64)
-            order = np.argsort(ids_arr, kind="stable")
-            points = np.asarray(rows, dtype=np.float32).astype(np.float64)[order]
-            self._cache = (ids_arr[order], points, (points**2).sum(1))
+            ids, points = _scroll_sorted(
+                lambda offset: shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=True)),
+                lambda r: r.vector, np.float32,
+            )
+            points = points.astype(np.float64)
+            self._cache = (ids, points, (points**2).sum(1))
         return self._cache
 
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
         import qdrant_edge as qe
 
         shard = self._need()
-        return _all_labels(
-            lambda offset: shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=["label"], with_vector=False))
+        return _scroll_sorted(
+            lambda offset: shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=["label"], with_vector=False)),
+            _label, np.int64,
         )
 
     def close(self) -> None:
@@ -397,11 +401,12 @@ class ServerStore:
         return ids, scatter_full_rankings(self.query_batch(vectors, len(ids), with_labels=False), ids)
 
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
-        ids, labels = _all_labels(
+        ids, labels = _scroll_sorted(
             lambda offset: self._call(
                 "scrolling", self.client.scroll, self.collection,
                 limit=10_000, offset=offset, with_payload=["label"], with_vectors=False,
-            )
+            ),
+            _label, np.int64,
         )
         self._ids = ids  # rank_all's column order, until the next write
         return ids, labels

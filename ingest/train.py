@@ -7,6 +7,8 @@ import datetime as dt
 import platform
 from pathlib import Path
 
+import numpy as np
+
 from cbir import __version__, datasets, model
 from cbir.errors import CbirError
 from cbir.settings import Settings
@@ -37,7 +39,7 @@ def train_and_save(settings: Settings, config: model.TrainConfig, out: Path | No
         "final_val_loss": result.history["val_loss"][-1],
         "history": result.history,
         "train_seconds": round(result.seconds, 1),
-        "code_dim": 128,
+        "code_dim": int(np.prod(result.autoencoder.get_layer(model.CODE_LAYER).output.shape[1:])),
     }
     path = out or settings.trained_model_dir / "dae.keras"
     try:
