@@ -2,8 +2,9 @@
 
     python bench/crosscheck_lrap.py --queries 1000   # or --queries all
 
-Prints, for the same query sample as `cbir eval run --seed 0`: LRAP of the model's codes by
-scikit-learn and by eval.metrics, P@10, and two references (raw pixels, L2-normalised codes).
+Prints, for the same query sample as `cbir eval run --seed 0`: LRAP of an encoder's vectors
+(--encoder, default dae-umap; or --model FILE) by scikit-learn and by eval.metrics, P@10, and two
+references (raw pixels, the same vectors L2-normalised).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 from sklearn.metrics import label_ranking_average_precision_score
 
 from cbir import datasets
-from cbir.encoder import Encoder, resolve_model_path
+from cbir.encoder import Encoder
+from cbir.encoders import resolve_model_path
 from cbir.settings import Settings
 from eval import metrics
 from eval.runner import select_queries
@@ -45,19 +47,20 @@ def main() -> None:
     parser.add_argument("--queries", default="1000", help="a number, or 'all'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--encoder", default=None)
     args = parser.parse_args()
-    settings = Settings.from_env(model=args.model)
+    settings = Settings.from_env(model=args.model, encoder=args.encoder)
     train = datasets.load("mnist", "train", settings.data_dir, settings.cache_dir)
     test = datasets.load("mnist", "test", settings.data_dir, settings.cache_dir)
     idx = select_queries(len(test), None if args.queries == "all" else int(args.queries), args.seed)
-    encoder = Encoder(resolve_model_path(settings.model, settings.trained_model_dir))
+    encoder = Encoder(resolve_model_path(settings))
     start = time.perf_counter()
     db, q = encoder.encode(train.images), encoder.encode(test.images[idx])
     unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
     rows = {}
     for name, (a, b) in {
-        "dae codes": (db, q),
-        "dae codes, L2-normalised": (unit(db), unit(q)),
+        "encoder vectors": (db, q),
+        "encoder vectors, L2-normalised": (unit(db), unit(q)),
         "raw pixels": (train.images.reshape(-1, 784) / 255.0, test.images[idx].reshape(-1, 784) / 255.0),
     }.items():
         sk, ours, p10 = full_ranking_scores(a, train.labels, b, test.labels[idx])

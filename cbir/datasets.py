@@ -35,12 +35,14 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
     md5: dict[str, str]  # stem -> md5 of the uncompressed bytes
     system_dirs: tuple[Path, ...] = ()
+    digits: bool = False  # handwriting: deskewing is safe (a slanted 1 is still a 1; a slanted shoe is not a shoe)
 
 
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         name="mnist",
         code=1,
+        digits=True,
         mirrors=(
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -140,6 +142,16 @@ def _download(spec: DatasetSpec, target: Path) -> None:
             raise CbirError(f"cannot save {dest}: {exc.strerror or exc}; check free space in CBIR_HOME") from None
 
 
+def identify(folder: Path) -> str | None:
+    """Which registered data set a folder of IDX files holds (by its training labels' MD5), or None."""
+    stem = _STEMS[("train", "labels")]
+    path = _find_file(folder, stem)
+    if path is None:
+        return None
+    digest = hashlib.md5(read_bytes(path)).hexdigest()
+    return next((spec.name for spec in DATASETS.values() if spec.md5[stem] == digest), None)
+
+
 def locate(name: str, data_dir: Path | None, cache_dir: Path, download: bool = True) -> Path:
     """The folder holding the data set's four IDX files: --data-dir, system dirs, cache, download."""
     spec = get_spec(name)
@@ -147,15 +159,18 @@ def locate(name: str, data_dir: Path | None, cache_dir: Path, download: bool = T
         if not data_dir.is_dir():
             raise CbirError(f"data dir {data_dir} does not exist; pass --data-dir DIR or set CBIR_DATA_DIR")
         if _has_all(data_dir):
-            return data_dir
-        # A data dir may hold several data sets, one subfolder each.
-        if _has_all(data_dir / name):
+            holds = identify(data_dir)
+            if holds in (None, name):  # this data set, or IDX files of the user's own
+                return data_dir
+            # CBIR_DATA_DIR holds another known data set (MNIST, say): look for this one elsewhere.
+        elif _has_all(data_dir / name):  # a data dir may hold several data sets, one subfolder each
             return data_dir / name
-        missing = [s for s in _STEMS.values() if not _find_file(data_dir, s)]
-        raise CbirError(
-            f"data dir {data_dir} lacks {', '.join(missing)} (gzipped or not) for {name}; "
-            "point --data-dir / CBIR_DATA_DIR at the folder with the four IDX files"
-        )
+        else:
+            missing = [s for s in _STEMS.values() if not _find_file(data_dir, s)]
+            raise CbirError(
+                f"data dir {data_dir} lacks {', '.join(missing)} (gzipped or not) for {name}; "
+                "point --data-dir / CBIR_DATA_DIR at the folder with the four IDX files"
+            )
     for folder in (*spec.system_dirs, cache_dir / name):
         if _has_all(folder):
             return folder

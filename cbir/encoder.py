@@ -14,7 +14,6 @@ import numpy as np
 
 from cbir.errors import CbirError
 
-PACKAGED_MODEL = Path(__file__).parent / "models" / "dae.keras"
 
 
 def exported_path(model_path: Path) -> Path:
@@ -67,8 +66,6 @@ class Encoder:
     def __init__(self, model_path: Path, threads: int | None = None):
         self.path = Path(model_path)
         if not self.path.is_file():
-            if self.path == PACKAGED_MODEL:
-                raise CbirError(f"the packaged default model is missing ({self.path}); reinstall cbir")
             raise CbirError(
                 f"model file {self.path} does not exist; train one with `ingest train` "
                 "or unset CBIR_MODEL / --model to use the packaged default"
@@ -105,18 +102,3 @@ class Encoder:
             self._interp.invoke()
             out[start : start + len(batch)] = self._interp.get_tensor(self._out)
         return out
-
-
-def resolve_model_path(explicit: Path | None, trained_dir: Path) -> Path:
-    """Which model to use: --model / CBIR_MODEL, else one trained under CBIR_HOME, else the packaged one."""
-    if explicit is not None:
-        return explicit
-    trained = trained_dir / "dae.keras"
-    if trained.is_file():
-        return trained
-    return PACKAGED_MODEL
-
-
-def load_encoder(settings) -> Encoder:
-    """The encoder the settings select (see resolve_model_path)."""
-    return Encoder(resolve_model_path(settings.model, settings.trained_model_dir))

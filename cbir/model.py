@@ -1,6 +1,8 @@
-"""The seed model: the Keras blog's convolutional denoising autoencoder, and its encoder.
+"""Keras models: the seed's convolutional denoising autoencoder, and saving/exporting any encoder.
 
-TensorFlow is imported inside the functions that need it, so importing this module is cheap.
+A saved model is either the autoencoder (its code layer is the encoder) or an encoder model
+whose output is the vector. TensorFlow is imported inside the functions that need it, so
+importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -115,28 +117,57 @@ def provenance_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
-def export_encoder(autoencoder, model_path: Path) -> Path:
-    """Export the code layer (flattened to 128-d) to LiteRT beside the .keras file, for fast queries."""
+def is_autoencoder(model) -> bool:
+    """Whether a Keras model is the seed's autoencoder (rather than an encoder)."""
+    return any(layer.name == CODE_LAYER for layer in model.layers)
+
+
+def encoder_part(model):
+    """image -> vector: the autoencoder's flattened code layer, or an encoder model itself."""
+    if not is_autoencoder(model):
+        return model
+    import keras
+
+    code = keras.layers.Flatten(name="code")(model.get_layer(CODE_LAYER).output)
+    return keras.Model(model.input, code)
+
+
+def code_dim(model) -> int:
+    """Length of the vectors a model's encoder produces."""
+    return int(np.prod(encoder_part(model).output.shape[1:]))
+
+
+def export_encoder(model, model_path: Path) -> Path:
+    """Export the encoder (see encoder_part) to LiteRT beside the .keras file, for fast queries."""
     import contextlib
     import io
 
-    import keras
-
-    code = keras.layers.Flatten(name="code")(autoencoder.get_layer(CODE_LAYER).output)
     lite = exported_path(model_path)
     tmp = lite.with_name(lite.stem + ".tmp.tflite")
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Saved artifact at ..."
-        keras.Model(autoencoder.input, code).export(str(tmp), format="litert")
+        encoder_part(model).export(str(tmp), format="litert")
     tmp.replace(lite)
     return lite
 
 
-def save(autoencoder, path: Path, provenance: dict) -> str:
+def _inference_copy(model):
+    """The model without optimizer state (its own or a nested model's): it would triple the file, unused."""
+    import keras
+
+    import cbir.layers  # noqa: F401  clone_model rebuilds custom layers from the registry
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def save(model, path: Path, provenance: dict) -> str:
     """Write the .keras file, its LiteRT encoder and its provenance JSON; return the model id."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.keras")
-    autoencoder.save(tmp)
-    lite = export_encoder(autoencoder, tmp)  # exported under the tmp name, renamed below
+    model = _inference_copy(model)
+    model.save(tmp)
+    lite = export_encoder(model, tmp)  # exported under the tmp name, renamed below
     tmp.replace(path)
     lite.replace(exported_path(path))
     model_id = model_id_of(path)
@@ -161,16 +192,17 @@ def export_model(path: Path) -> Path:
 
 
 def load_keras(path: Path):
-    """Load a .keras autoencoder safely (no arbitrary code), or raise a CbirError."""
+    """Load a saved .keras model safely (no arbitrary code), or raise a CbirError."""
     path = Path(path)
     if not path.is_file():
         raise CbirError(f"model file {path} does not exist; train one with `ingest train`")
     import keras
 
+    import cbir.layers  # noqa: F401  registers the custom layers saved models may hold
+
     try:
         # safe_mode refuses lambda layers and other arbitrary code in a model file.
         model = keras.models.load_model(path, compile=False, safe_mode=True)
-        model.get_layer(CODE_LAYER)
     except Exception as exc:  # keras raises many types for a bad file
         raise CbirError(
             f"cannot load model {path}: {str(exc).splitlines()[0][:200]}; retrain it with `ingest train`"
@@ -179,28 +211,27 @@ def load_keras(path: Path):
 
 
 class KerasModel:
-    """The trained autoencoder in Keras: reconstructions for the demo, reference codes for tests."""
+    """A saved model in Keras: reference vectors for tests, reconstructions for the denoising demo."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.autoencoder = load_keras(self.path)
-        import keras
-
-        code = self.autoencoder.get_layer(CODE_LAYER).output
-        self.code_model = keras.Model(self.autoencoder.input, code)
-        self.dim = int(np.prod(code.shape[1:]))
+        self.model = load_keras(self.path)
+        self.encoder = encoder_part(self.model)
+        self.dim = code_dim(self.model)
         self.model_id = model_id_of(self.path)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
-        """Images -> codes (N, dim) float32, computed by Keras."""
+        """Images -> vectors (N, dim) float32, computed by Keras."""
         import keras
 
         x = to_float(images)
-        return keras.ops.convert_to_numpy(self.code_model(x, training=False)).reshape(len(x), -1)
+        return keras.ops.convert_to_numpy(self.encoder(x, training=False)).reshape(len(x), -1)
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """Images -> the autoencoder's reconstructions, (N, 28, 28) float32."""
         import keras
 
+        if not is_autoencoder(self.model):
+            raise CbirError(f"{self.path} is an encoder, not an autoencoder; denoising needs the dae model (--encoder dae)")
         x = to_float(images)
-        return keras.ops.convert_to_numpy(self.autoencoder(x, training=False)).reshape(len(x), 28, 28)
+        return keras.ops.convert_to_numpy(self.model(x, training=False)).reshape(len(x), 28, 28)

@@ -30,15 +30,20 @@ QdrantApiKey = Annotated[
 ]
 Collection = Annotated[
     Optional[str],
-    typer.Option("--collection", envvar="CBIR_COLLECTION", help="Collection name (default: cbir-DATASET)."),
+    typer.Option("--collection", envvar="CBIR_COLLECTION", help="Collection name (default: cbir-DATASET-ENCODER)."),
 ]
 Model = Annotated[
     Optional[Path],
-    typer.Option("--model", envvar="CBIR_MODEL", help="A .keras model (default: one trained under CBIR_HOME, else the packaged one)."),
+    typer.Option("--model", envvar="CBIR_MODEL", help="A .keras model file; overrides --encoder's (default: the encoder's model trained under CBIR_HOME, else the packaged one)."),
 ]
 Dataset = Annotated[
     Optional[str],
     typer.Option("--dataset", envvar="CBIR_DATASET", help="mnist or fashion-mnist (default: mnist)."),
+]
+
+Encoder = Annotated[
+    Optional[str],
+    typer.Option("--encoder", "-e", envvar="CBIR_ENCODER", help="pixels, pca, dae or dae-umap (default: dae-umap)."),
 ]
 
 

@@ -20,8 +20,11 @@ def tile(image: np.ndarray) -> Image.Image:
     return Image.fromarray(arr, mode="L").resize((CELL, CELL), Image.Resampling.NEAREST)
 
 
-def grid(rows: list[list[tuple[np.ndarray, str]]]) -> Image.Image:
-    """Lay out rows of (image, caption) cells; captions may hold two lines."""
+def grid(rows: list[list[tuple]]) -> Image.Image:
+    """Lay out rows of (image, caption[, correct]) cells; captions may hold two lines.
+
+    A cell with correct=True gets a green frame, correct=False a red one.
+    """
     ncols = max(len(r) for r in rows)
     width = PAD + ncols * (CELL + PAD)
     height = PAD + len(rows) * (CELL + CAPTION + PAD)
@@ -30,9 +33,12 @@ def grid(rows: list[list[tuple[np.ndarray, str]]]) -> Image.Image:
     font = ImageFont.load_default()
     for r, row in enumerate(rows):
         y = PAD + r * (CELL + CAPTION + PAD)
-        for c, (image, caption) in enumerate(row):
+        for c, (image, caption, *correct) in enumerate(row):
             x = PAD + c * (CELL + PAD)
             canvas.paste(tile(image), (x, y))
+            if correct:
+                colour = "#2ca02c" if correct[0] else "#d62728"
+                draw.rectangle((x - 3, y - 3, x + CELL + 2, y + CELL + 2), outline=colour, width=3)
             draw.multiline_text((x + 2, y + CELL + 2), caption, fill="black", font=font, spacing=2)
     return canvas
 

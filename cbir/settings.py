@@ -28,6 +28,7 @@ class Settings:
     collection: str | None = None
     model: Path | None = None
     dataset: str = "mnist"
+    encoder: str = "dae-umap"  # cbir.encoders.DEFAULT_ENCODER; kept literal so settings import nothing
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -40,13 +41,14 @@ class Settings:
             collection=os.environ.get("CBIR_COLLECTION") or None,
             model=_env_path("CBIR_MODEL"),
             dataset=os.environ.get("CBIR_DATASET") or "mnist",
+            encoder=os.environ.get("CBIR_ENCODER") or "dae-umap",
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     @property
     def collection_name(self) -> str:
-        """The collection to use: explicit, or one per dataset."""
-        return self.collection or f"cbir-{self.dataset}"
+        """The collection to use: explicit, or one per data set and encoder."""
+        return self.collection or f"cbir-{self.dataset}-{self.encoder}"
 
     @property
     def store_dir(self) -> Path:
@@ -55,7 +57,7 @@ class Settings:
 
     @property
     def trained_model_dir(self) -> Path:
-        """Where `ingest train` writes a model by default."""
+        """Where `ingest train` writes models by default (one folder per data set)."""
         return self.home / "models"
 
     @property

@@ -19,6 +19,20 @@ def _group() -> None:
     """Evaluate retrieval on the test split."""
 
 
+def write_pictures(settings, result, out: Path) -> dict[str, Path]:
+    """The report's PNGs under out."""
+    from cbir import datasets
+    from eval import figures
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CbirError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    return figures.write_all(
+        result, out, lambda split: datasets.load(settings.dataset, split, settings.data_dir, settings.cache_dir)
+    )
+
+
 def parse_queries(value: str) -> int | None:
     """'all' -> None (every test image), else a positive count."""
     if value.strip().lower() == "all":
@@ -35,28 +49,29 @@ def run_cmd(
     queries: Annotated[str, typer.Option(help="How many test images to query with, or 'all'.")] = "1000",
     seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Write eval.json and eval.md into this folder.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write eval.json, eval.md and the report's PNG pictures into this folder.")] = None,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
+    encoder: opt.Encoder = None,
     model: opt.Model = None,
     qdrant_url: opt.QdrantUrl = None,
     qdrant_api_key: opt.QdrantApiKey = None,
     collection: opt.Collection = None,
 ) -> None:
     """Full-ranking LRAP, P@10, mAP@100 and per-class LRAP of test queries against the collection."""
-    from cbir.encoder import load_encoder
+    from cbir.encoders import load_encoder
     from eval import report
     from eval.runner import evaluate
 
-    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, model=model, qdrant_url=qdrant_url,
+    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder, model=model, qdrant_url=qdrant_url,
                             qdrant_api_key=qdrant_api_key, collection=collection)
     n = parse_queries(queries)
     result = evaluate(settings, load_encoder(settings), n, seed, progress=opt.progress_enabled())
     summary = result.summary()
     if out is not None:
-        js, md = report.write(summary, out)
-        typer.echo(f"wrote {js} and {md}", err=True)
+        js, md = report.write(summary, out, write_pictures(settings, result, out))
+        typer.echo(f"wrote {js}, {md} and pictures", err=True)
     if as_json:
         typer.echo(json.dumps(summary))
     else:
@@ -64,3 +79,34 @@ def run_cmd(
             f"LRAP {summary['lrap']:.4f}  P@10 {summary['p@10']:.4f}  mAP@100 {summary['map@100']:.4f}  "
             f"({summary['n_queries']} queries vs {summary['database_size']} points, {summary['seconds']} s)"
         )
+
+
+@app.command("compare")
+@opt.cli_errors
+def compare_cmd(
+    encoders: Annotated[str, typer.Option(help="Comma-separated encoder names.")] = "pixels,pca,dae,dae-umap",
+    queries: Annotated[str, typer.Option(help="How many test images to query with, or 'all'.")] = "1000",
+    seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 0,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Index only the first N training images (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Write compare.json and compare.md into this folder.")] = None,
+    home: opt.Home = None,
+    data_dir: opt.DataDir = None,
+    dataset: opt.Dataset = None,
+    qdrant_url: opt.QdrantUrl = None,
+    qdrant_api_key: opt.QdrantApiKey = None,
+) -> None:
+    """Ingest each encoder into its own collection (when needed), evaluate it, and print one table."""
+    from dataclasses import asdict
+
+    from eval import compare
+
+    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, qdrant_url=qdrant_url,
+                            qdrant_api_key=qdrant_api_key)
+    names = [n.strip() for n in encoders.split(",") if n.strip()]
+    rows = compare.compare(settings, names, parse_queries(queries), seed, limit, progress=opt.progress_enabled(),
+                           log=lambda line: typer.echo(line, err=True))
+    if out is not None:
+        js, md = compare.write(rows, settings.dataset, out)
+        typer.echo(f"wrote {js} and {md}", err=True)
+    typer.echo(json.dumps([asdict(r) for r in rows]) if as_json else compare.markdown(rows, settings.dataset).rstrip())

@@ -8,13 +8,15 @@ from pathlib import Path
 from cbir.errors import CbirError
 
 
-def markdown(summary: dict) -> str:
-    """A short Markdown report: headline metrics and per-class LRAP."""
+def markdown(summary: dict, pictures: dict[str, Path] | None = None) -> str:
+    """A short Markdown report: headline metrics, per-class LRAP, LRAP by database size, pictures."""
     lines = [
         f"# Retrieval evaluation: {summary['dataset']}",
         "",
         f"Collection `{summary['collection']}` ({summary['database_size']} points), model `{summary['model_id']}`, "
-        f"{summary['n_queries']} test queries (seed {summary['seed']}), full ranking, score = -distance.",
+        + (f"all {summary['n_queries']} test queries" if summary["seed"] is None
+           else f"{summary['n_queries']} test queries (seed {summary['seed']})")
+        + ", full ranking, score = -distance.",
         "",
         "| metric | value |",
         "|---|---|",
@@ -27,16 +29,23 @@ def markdown(summary: dict) -> str:
         "|---|---|",
     ]
     lines += [f"| {c} | {v:.4f} |" for c, v in summary["per_class_lrap"].items()]
+    if summary.get("lrap_by_database_size"):
+        lines += ["", "LRAP against database size (the first 1000 queries (or all, when fewer) against nested random subsets of the "
+                  "collection; a query whose class is absent from a subset is left out):",
+                  "", "| database images | LRAP |", "|---|---|"]
+        lines += [f"| {int(n):,} | {v:.4f} |" for n, v in summary["lrap_by_database_size"].items()]
+    for title, path in (pictures or {}).items():
+        lines += ["", f"## {title}", "", f"![{title}]({path.name})"]
     return "\n".join(lines) + "\n"
 
 
-def write(summary: dict, out_dir: Path) -> tuple[Path, Path]:
-    """eval.json and eval.md under out_dir."""
+def write(summary: dict, out_dir: Path, pictures: dict[str, Path] | None = None) -> tuple[Path, Path]:
+    """eval.json and eval.md under out_dir (pictures, if any, already written there)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         js, md = out_dir / "eval.json", out_dir / "eval.md"
         js.write_text(json.dumps(summary, indent=2) + "\n")
-        md.write_text(markdown(summary))
+        md.write_text(markdown(summary, pictures))
     except OSError as exc:
         raise CbirError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
     return js, md

@@ -34,7 +34,15 @@ class EvalReport:
     ap_at_100: np.ndarray
     seconds: float
     seed: int | None = None
-    extra: dict = field(default_factory=dict)
+    codes: np.ndarray | None = None  # the queries' vectors, for the embedding map
+    top_ids: np.ndarray | None = None  # (n, 10) point ids of each query's first results
+    hits_at: np.ndarray | None = None  # (n, K) bool: is the result at rank k relevant (K = 1000)
+    size_curve: dict[int, float] = field(default_factory=dict)  # database size -> LRAP
+
+    def precision_curve(self) -> np.ndarray:
+        """Mean P@k for k = 1..K over the queries."""
+        k = np.arange(1, self.hits_at.shape[1] + 1)
+        return (np.cumsum(self.hits_at, axis=1) / k).mean(0)
 
     def summary(self) -> dict:
         """The headline numbers, JSON-ready."""
@@ -53,6 +61,7 @@ class EvalReport:
             "p@10": round(float(self.p_at_10.mean()), 4),
             "map@100": round(float(self.ap_at_100.mean()), 4),
             "per_class_lrap": per_class,
+            "lrap_by_database_size": {str(k): round(v, 4) for k, v in self.size_curve.items()},
             "seconds": round(self.seconds, 1),
         }
 
@@ -66,15 +75,45 @@ def select_queries(n_test: int, n_queries: int | None, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).choice(n_test, n_queries, replace=False)
 
 
-def score_ranking(distances: np.ndarray, db_labels: np.ndarray, query_label: int, n_relevant: int) -> tuple[float, float, float]:
-    """(LRAP, P@10, AP@100) of one query, given its distance to every point in the collection."""
+CURVE_K = 1000
+SIZE_STEPS = (10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 60_000)
+SIZE_CURVE_QUERIES = 1000
+
+
+def score_ranking(distances: np.ndarray, db_labels: np.ndarray, query_label: int, n_relevant: int):
+    """(LRAP, P@10, AP@100, ranks 1..1000 relevant?, first 10 result positions) of one query.
+
+    distances: the query's distance to every point in the collection.
+    """
     relevant = db_labels == query_label
-    top = relevant[metrics.top_k_order(distances, 100)]
+    order = metrics.top_k_order(distances, CURVE_K)
+    top = relevant[order]
     return (
         metrics.lrap_row(-distances, relevant),  # relevance falls as distance grows
         metrics.precision_at_k(top, 10),
         metrics.average_precision_at_k(top, 100, n_relevant),
+        top,
+        order[:10],
     )
+
+
+def database_subsets(n_points: int, seed: int) -> dict[int, np.ndarray]:
+    """Nested seeded random subsets of the collection, one per size step (and the whole)."""
+    perm = np.random.default_rng(seed).permutation(n_points)
+    sizes = [s for s in SIZE_STEPS if s < n_points] + [n_points]
+    return {s: np.sort(perm[:s]) for s in sizes}
+
+
+def subset_lrap(distances: np.ndarray, relevant: np.ndarray, subsets: dict[int, np.ndarray]) -> dict[int, float]:
+    """LRAP of one query against each subset; NaN where the subset holds none of its class.
+
+    scikit-learn would score such a query 1.0, which flatters small databases.
+    """
+    out = {}
+    for size, idx in subsets.items():
+        rel = relevant[idx]
+        out[size] = metrics.lrap_row(-distances[idx], rel) if rel.any() else float("nan")
+    return out
 
 
 def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000, seed: int = 0,
@@ -91,6 +130,10 @@ def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000,
         codes = encoder.encode(test.images[idx])
         q_labels = test.labels[idx].astype(np.int64)
         out = np.zeros((len(idx), 3))
+        hits_at = np.zeros((len(idx), min(CURVE_K, len(db_ids))), dtype=bool)
+        top_pos = np.zeros((len(idx), min(10, len(db_ids))), dtype=np.int64)
+        subsets = database_subsets(len(db_ids), seed)
+        curve_rows: list[dict[int, float]] = []
         with tqdm(total=len(idx), desc="eval", unit="query", disable=not progress) as bar:
             for lo in range(0, len(idx), chunk):
                 ids, dist = store.rank_all(codes[lo : lo + chunk])
@@ -98,14 +141,21 @@ def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000,
                     raise CbirError("the collection changed during evaluation; run it again when ingest is done")
                 rows = range(lo, min(lo + chunk, len(idx)))
 
-                def score(j: int) -> tuple[float, float, float]:
+                def score(j: int):
                     label = int(q_labels[j])
                     n_rel = int(class_sizes[label]) if label < len(class_sizes) else 0
-                    return score_ranking(dist[j - lo], db_labels, label, n_rel)
+                    res = score_ranking(dist[j - lo], db_labels, label, n_rel)
+                    curve = subset_lrap(dist[j - lo], db_labels == label, subsets) if j < SIZE_CURVE_QUERIES else None
+                    return res, curve
 
                 # numpy's sorts release the GIL, so threads use every core
-                out[rows.start : rows.stop] = list(pool.map(score, rows))
+                for j, (res, curve) in zip(rows, pool.map(score, rows)):
+                    out[j], hits_at[j], top_pos[j] = res[:3], res[3], res[4]
+                    if curve is not None:
+                        curve_rows.append(curve)
                 bar.update(len(rows))
         seconds = time.perf_counter() - start
+    size_curve = {size: float(np.nanmean([c[size] for c in curve_rows])) for size in subsets}
     return EvalReport(settings.dataset, settings.collection_name, encoder.model_id, len(db_ids), idx, q_labels,
-                      out[:, 0], out[:, 1], out[:, 2], seconds, seed if n_queries is not None else None)
+                      out[:, 0], out[:, 1], out[:, 2], seconds, seed if n_queries is not None else None,
+                      codes=codes, top_ids=db_ids[top_pos], hits_at=hits_at, size_curve=size_curve)

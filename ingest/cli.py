@@ -8,72 +8,100 @@ from typing import Annotated, Optional
 import typer
 
 from cbir import options as opt
+from cbir.errors import CbirError
 
-app = typer.Typer(help="Train the autoencoder and ingest a data set into Qdrant.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Fit an encoder and ingest a data set into Qdrant.", no_args_is_help=True, add_completion=False)
 
 
 @app.callback()
 def _group() -> None:
-    """Train the autoencoder and ingest a data set into Qdrant."""
+    """Fit an encoder and ingest a data set into Qdrant."""
+
+
+def _summary(path: Path, prov: dict) -> str:
+    line = f"saved {path} ({prov['encoder']} encoder, model {prov['model_id']}, {prov['code_dim']}-d"
+    if "final_loss" in prov:
+        line += f", final loss {prov['final_loss']:.4f}"
+    if "final_val_loss" in prov:
+        line += f", val_loss {prov['final_val_loss']:.4f}"
+    return line + ")"
+
+
+def _config(settings, **flags):
+    """The encoder's default training settings with the flags that were given on top."""
+    import dataclasses
+
+    from cbir.encoders import spec
+    from ingest.train import default_config
+
+    config = default_config(spec(settings.encoder).name, settings.dataset)
+    given = {k: v for k, v in flags.items() if v is not None}
+    if config is None:
+        if given:
+            raise CbirError(f"the {settings.encoder} encoder has nothing to train; drop --{next(iter(given)).replace('_', '-')}")
+        return None
+    fields = {f.name for f in dataclasses.fields(config)}
+    for key in given:
+        if key not in fields:
+            raise CbirError(f"--{key.replace('_', '-')} does not apply to the {settings.encoder} encoder")
+    return dataclasses.replace(config, **given)
 
 
 @app.command()
 @opt.cli_errors
 def train(
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 20,
-    batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size.")] = 128,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate (Adadelta's 1.0 is the tutorial's).")] = 1.0,
-    optimizer: Annotated[str, typer.Option(help="adadelta, adam or sgd.")] = "adadelta",
-    seed: Annotated[int, typer.Option(help="Random seed for weights, noise and shuffling.")] = 0,
-    train_size: Annotated[Optional[int], typer.Option(min=1, help="Train on the first N images only.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the .keras file (default: CBIR_HOME/models/dae.keras).")] = None,
+    encoder: opt.Encoder = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (dae: 20, dae-umap: 15).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Mini-batch size (dae: 128, dae-umap: 256).")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Learning rate (dae: Adadelta's 1.0, the tutorial's; dae-umap: Adam's 1e-3).")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="dae only: adadelta, adam or sgd.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed for weights, noise, UMAP and shuffling (default 0).")] = None,
+    train_size: Annotated[Optional[int], typer.Option(min=1, help="Fit on the first N images only.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the .keras file (default: CBIR_HOME/models/DATASET/ENCODER.keras).")] = None,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
 ) -> None:
-    """Train the denoising autoencoder and save it with a provenance JSON."""
-    from cbir.model import TrainConfig
+    """Fit an encoder (default dae-umap) on the training split, without labels, and save it with a provenance JSON."""
     from ingest.train import train_and_save
 
-    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                         optimizer=optimizer, seed=seed, train_size=train_size)
+    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder)
+    config = _config(settings, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                     optimizer=optimizer, seed=seed, train_size=train_size)
     path, prov = train_and_save(settings, config, out, verbose=1 if opt.progress_enabled() else 2)
-    typer.echo(
-        f"saved {path} (model {prov['model_id']}): {prov['epochs_run']} epochs, "
-        f"loss {prov['final_loss']:.4f}, val_loss {prov['final_val_loss']:.4f}, {prov['train_seconds']:.0f} s"
-    )
+    typer.echo(_summary(path, prov))
 
 
 @app.command()
 @opt.cli_errors
 def run(
-    train_first: Annotated[bool, typer.Option("--train", help="Train a new model into CBIR_HOME/models first and use it; implies --recreate.")] = False,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs when --train is given.")] = 20,
-    train_size: Annotated[Optional[int], typer.Option(min=1, help="With --train: train on the first N images only.")] = None,
+    train_first: Annotated[bool, typer.Option("--train", help="Fit the encoder into CBIR_HOME/models first and use it; implies --recreate.")] = False,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs when --train is given (default: the encoder's).")] = None,
+    train_size: Annotated[Optional[int], typer.Option(min=1, help="With --train: fit on the first N images only.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Ingest only the first N training images.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encode/upsert batch.")] = 1000,
     recreate: Annotated[bool, typer.Option(help="Drop the collection and build it anew.")] = False,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
+    encoder_name: opt.Encoder = None,
     model: opt.Model = None,
     qdrant_url: opt.QdrantUrl = None,
     qdrant_api_key: opt.QdrantApiKey = None,
     collection: opt.Collection = None,
 ) -> None:
     """Encode the training split and upsert it into Qdrant (re-running overwrites, never duplicates)."""
-    from cbir.encoder import Encoder, load_encoder
-    from cbir.model import TrainConfig
+    from cbir.encoder import Encoder
+    from cbir.encoders import load_encoder
     from ingest.pipeline import ingest
     from ingest.train import train_and_save
 
-    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, model=model, qdrant_url=qdrant_url,
-                            qdrant_api_key=qdrant_api_key, collection=collection)
+    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder_name, model=model,
+                            qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key, collection=collection)
     if train_first:
-        path, prov = train_and_save(settings, TrainConfig(epochs=epochs, train_size=train_size),
+        path, prov = train_and_save(settings, _config(settings, epochs=epochs, train_size=train_size),
                                     verbose=1 if opt.progress_enabled() else 2)
-        typer.echo(f"trained {path} (model {prov['model_id']}), final loss {prov['final_loss']:.4f}")
+        typer.echo(_summary(path, prov))
         encoder = Encoder(path)
     else:
         encoder = load_encoder(settings)
@@ -91,17 +119,18 @@ def denoise(
     noise: Annotated[float, typer.Option(min=0.0, help="Noise factor, as in training.")] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
     home: opt.Home = None,
+    dataset: opt.Dataset = None,
     model: opt.Model = None,
 ) -> None:
-    """Show the denoiser at work: the image, a noisy copy and the model's reconstruction."""
+    """Show the denoiser at work: the image, a noisy copy and the DAE's reconstruction."""
     from cbir import preprocess, render
-    from cbir.encoder import resolve_model_path
+    from cbir.encoders import resolve_model_path
     from cbir.model import KerasModel
     from ingest.denoise import denoise_figure
 
-    settings = opt.settings(home=home, model=model)
+    settings = opt.settings(home=home, dataset=dataset, model=model, encoder="dae")
     digit = preprocess.load_digit(image)
-    autoencoder = KerasModel(resolve_model_path(settings.model, settings.trained_model_dir))
+    autoencoder = KerasModel(resolve_model_path(settings))
     figure = denoise_figure(autoencoder, digit, noise=noise, seed=seed)
     typer.echo(f"wrote {render.save_png(figure, out)}")
 
@@ -110,14 +139,16 @@ def denoise(
 @opt.cli_errors
 def export_cmd(
     home: opt.Home = None,
+    dataset: opt.Dataset = None,
+    encoder: opt.Encoder = None,
     model: opt.Model = None,
 ) -> None:
     """Export a .keras model's encoder to LiteRT (.tflite beside it), which search and eval run."""
-    from cbir.encoder import resolve_model_path
+    from cbir.encoders import resolve_model_path
     from cbir.model import export_model
 
-    settings = opt.settings(home=home, model=model)
-    typer.echo(f"wrote {export_model(resolve_model_path(settings.model, settings.trained_model_dir))}")
+    settings = opt.settings(home=home, dataset=dataset, encoder=encoder, model=model)
+    typer.echo(f"wrote {export_model(resolve_model_path(settings))}")
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ def search(
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
+    encoder: opt.Encoder = None,
     model: opt.Model = None,
     qdrant_url: opt.QdrantUrl = None,
     qdrant_api_key: opt.QdrantApiKey = None,
@@ -32,7 +33,7 @@ def search(
     from search import render
     from search.query import search_files
 
-    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, model=model, qdrant_url=qdrant_url,
+    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder, model=model, qdrant_url=qdrant_url,
                             qdrant_api_key=qdrant_api_key, collection=collection)
     results = search_files(settings, images, top_k=top_k, label=label)
     for i, res in enumerate(results):

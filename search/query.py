@@ -11,7 +11,8 @@ import numpy as np
 
 from cbir import preprocess
 from cbir.errors import CbirError
-from cbir.encoder import Encoder, load_encoder
+from cbir.encoder import Encoder
+from cbir.encoders import load_encoder
 from cbir.settings import Settings
 from cbir.store import Hits, Store, check_compatible, check_complete, opened
 

@@ -41,7 +41,7 @@ def tiny_model(tmp_path_factory, mnist_dir) -> Path:
     from ingest.train import train_and_save
 
     home = tmp_path_factory.mktemp("model-home")
-    settings = Settings(home=home, data_dir=mnist_dir)
+    settings = Settings(home=home, data_dir=mnist_dir, encoder="dae")
     path, _ = train_and_save(settings, TrainConfig(epochs=1, train_size=3000), verbose=0)
     return path
 
@@ -79,7 +79,8 @@ def digit_png(tmp_path, mnist_test):
 
 @pytest.fixture
 def ingested(env, tiny_model, monkeypatch):
-    """An embedded collection of the first 2000 training images, built by the tiny model."""
+    """An embedded collection (cbir-mnist-dae) of the first 2000 training images, built by the tiny model."""
+    monkeypatch.setenv("CBIR_ENCODER", "dae")
     monkeypatch.setenv("CBIR_MODEL", str(tiny_model))
     from ingest.cli import app as ingest_app
     from tests.cli_helpers import invoke

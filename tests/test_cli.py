@@ -1,6 +1,7 @@
 """The commands as a user types them, through Typer's CliRunner."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,14 +12,15 @@ from ingest.cli import app as ingest_app
 from search.cli import app as search_app
 from tests.cli_helpers import invoke, one_line_error
 
-ENV_VARS = ("CBIR_HOME", "CBIR_DATA_DIR", "CBIR_QDRANT_URL", "CBIR_QDRANT_API_KEY", "CBIR_COLLECTION")
+ENV_VARS = ("CBIR_HOME", "CBIR_DATA_DIR", "CBIR_QDRANT_URL", "CBIR_QDRANT_API_KEY", "CBIR_COLLECTION", "CBIR_ENCODER")
 
 
 @pytest.mark.parametrize(
     "app, args, env_vars",
     [
         (ingest_app, ["run", "--help"], ENV_VARS),
-        (ingest_app, ["train", "--help"], ("CBIR_HOME", "CBIR_DATA_DIR")),
+        (ingest_app, ["train", "--help"], ("CBIR_HOME", "CBIR_DATA_DIR", "CBIR_ENCODER")),
+        (cbir_app, ["eval", "compare", "--help"], ("CBIR_HOME", "CBIR_DATA_DIR", "CBIR_DATASET", "CBIR_QDRANT_URL")),
         (ingest_app, ["denoise", "--help"], ("CBIR_HOME", "CBIR_MODEL")),
         (search_app, ["--help"], ENV_VARS),
         (cbir_app, ["search", "--help"], ENV_VARS),
@@ -93,7 +95,17 @@ def test_eval_run_writes_json_and_markdown(ingested, tmp_path):
     assert summary["n_queries"] == 40 and summary["database_size"] == 2000
     assert 0 < summary["lrap"] < 1
     assert json.loads((out / "eval.json").read_text())["lrap"] == summary["lrap"]
-    assert "| LRAP |" in (out / "eval.md").read_text()
+    md = (out / "eval.md").read_text()
+    assert "| LRAP |" in md
+    sizes = summary["lrap_by_database_size"]
+    assert list(sizes) == ["10", "30", "100", "300", "1000", "2000"] and sizes["2000"] == pytest.approx(summary["lrap"], abs=1e-4)
+    pictures = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", md)
+    assert sorted(pictures) == ["embedding_map.png", "lrap_by_database_size.png", "per_class_lrap.png",
+                                "precision_at_k.png", "top10_results.png"]
+    for name in pictures:
+        with Image.open(out / name) as img:
+            img.verify()  # a real PNG a person can open
+            assert img.format == "PNG" and img.width > 200
 
 
 def test_denoise_writes_three_panels(env, tiny_model, digit_png, tmp_path):
@@ -130,12 +142,13 @@ def test_bad_eval_queries_value(env, value, fragment):
 
 
 def test_train_then_run_with_recreate(env, tiny_model, monkeypatch):
+    monkeypatch.setenv("CBIR_ENCODER", "dae")
     monkeypatch.setenv("CBIR_MODEL", str(tiny_model))
     assert invoke(ingest_app, ["run", "--limit", "500"]).exit_code == 0
     monkeypatch.delenv("CBIR_MODEL")
     trained = invoke(ingest_app, ["train", "--epochs", "1", "--train-size", "1000"])
     assert trained.exit_code == 0, trained.output
-    assert trained.output.strip().splitlines()[-1].startswith(f"saved {env / 'home' / 'models' / 'dae.keras'}")
+    assert trained.output.strip().splitlines()[-1].startswith(f"saved {env / 'home' / 'models' / 'mnist' / 'dae.keras'} (dae encoder")
     # The new model (now the default under CBIR_HOME) did not build the collection: refused...
     refused = invoke(ingest_app, ["run", "--limit", "500"])
     one_line_error(refused, "was built by model", "--recreate")
@@ -148,14 +161,15 @@ def test_run_with_train_first_rebuilds_the_collection(ingested, env, tiny_model,
     before = tiny_model.read_bytes()
     result = invoke(ingest_app, ["run", "--train", "--epochs", "1", "--train-size", "500", "--limit", "200"])
     assert result.exit_code == 0, result.output
-    trained = env / "home" / "models" / "dae.keras"
-    assert f"trained {trained}" in result.output and "now holds 200 points" in result.output
+    trained = env / "home" / "models" / "mnist" / "dae.keras"
+    assert f"saved {trained}" in result.output and "now holds 200 points" in result.output
     assert tiny_model.read_bytes() == before  # --model / CBIR_MODEL is never overwritten
     monkeypatch.delenv("CBIR_MODEL")  # the model trained under CBIR_HOME is now the default
     assert invoke(search_app, [str(digit_png), "-k", "3"]).exit_code == 0
 
 
 def test_search_never_imports_tensorflow_or_qdrant_client(ingested, digit_png, tiny_model):
+    """Nor UMAP, numba, scikit-learn or matplotlib: training and report tools stay off the query path."""
     import os
     import subprocess
     import sys
@@ -165,7 +179,7 @@ def test_search_never_imports_tensorflow_or_qdrant_client(ingested, digit_png, t
         "from search.cli import main\n"
         f"sys.argv = ['search', {str(digit_png)!r}, '-k', '3']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'qdrant_client'))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'qdrant_client', 'umap', 'numba', 'sklearn', 'matplotlib'))\n"
         "print('HEAVY', heavy)\n"
     )
     env = {**os.environ, "CBIR_MODEL": str(tiny_model)}

@@ -102,3 +102,22 @@ def test_fashion_mnist_found_where_debian_installs_it(tmp_path):
     assert len(split) == 10000 and split.md5 == {
         k: v for k, v in datasets.DATASETS["fashion-mnist"].md5.items() if k.startswith("t10k")
     }
+
+
+def test_a_data_dir_holding_mnist_is_not_taken_for_fashion_mnist(tmp_path, mnist_dir):
+    """CBIR_DATA_DIR=.../mnist with --dataset fashion-mnist once trained on MNIST, silently."""
+    assert datasets.identify(mnist_dir) == "mnist"
+    assert datasets.locate("mnist", mnist_dir, tmp_path) == mnist_dir
+    folder = datasets.locate("fashion-mnist", mnist_dir, tmp_path, download=False)
+    assert folder == FASHION and datasets.identify(folder) == "fashion-mnist"
+    split = datasets.load("fashion-mnist", "test", mnist_dir, tmp_path)
+    assert split.md5["t10k-labels-idx1-ubyte"] == datasets.DATASETS["fashion-mnist"].md5["t10k-labels-idx1-ubyte"]
+
+
+def test_a_data_dir_of_ones_own_idx_files_is_used_as_given(tmp_path):
+    images = np.zeros((60000, 28, 28), np.uint8)
+    for stem, arr in {"train-images-idx3-ubyte": images, "train-labels-idx1-ubyte": np.zeros(60000, np.uint8),
+                      "t10k-images-idx3-ubyte": images[:10000], "t10k-labels-idx1-ubyte": np.zeros(10000, np.uint8)}.items():
+        (tmp_path / stem).write_bytes(idx_bytes(arr))
+    assert datasets.identify(tmp_path) is None
+    assert datasets.locate("fashion-mnist", tmp_path, tmp_path / "cache") == tmp_path

@@ -3,7 +3,10 @@ import json
 import numpy as np
 import pytest
 
+from dataclasses import replace
+
 from cbir import model
+from cbir.settings import Settings
 from cbir.errors import CbirError
 
 
@@ -56,18 +59,29 @@ def test_training_is_seeded(mnist_dir):
     assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-5)
 
 
-def test_packaged_default_model_loads_and_matches_its_provenance():
+@pytest.mark.parametrize("name", ["pixels", "pca", "dae", "dae-umap"])
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_every_packaged_encoder_loads_and_matches_its_provenance(dataset, name):
     from cbir.encoder import Encoder, exported_path
+    from cbir.encoders import packaged_path
 
-    from cbir.encoder import PACKAGED_MODEL
-
-    assert PACKAGED_MODEL.is_file(), "the default model ships with the package"
-    enc = Encoder(PACKAGED_MODEL)
-    prov = json.loads(model.provenance_path(PACKAGED_MODEL).read_text())
-    assert enc.dim == 128 and prov["model_id"] == enc.model_id
-    assert prov["encoder_sha256"] == model.file_sha256(exported_path(PACKAGED_MODEL))
-    assert prov["config"]["epochs"] == 20 and prov["config"]["optimizer"] == "adadelta"
+    path = packaged_path(dataset, name)
+    assert path.is_file(), "every registered encoder ships for every data set"
+    enc = Encoder(path)
+    prov = json.loads(model.provenance_path(path).read_text())
+    assert prov["model_id"] == enc.model_id and prov["code_dim"] == enc.dim
+    assert prov["encoder_sha256"] == model.file_sha256(exported_path(path))
+    assert prov["encoder"] == name and prov["dataset"] == dataset and prov["labels_used"] is False
     assert prov["train_images"] == 60000
+    # Fashion's dae-umap keeps a 50-d pixel PCA beside its 16-d embedding (README, Retrieval quality).
+    assert enc.dim == {"pixels": 784, "pca": 32, "dae": 128, "dae-umap": 16 if dataset == "mnist" else 66}[name]
+
+
+def test_packaged_seed_model_is_the_tutorials_run():
+    from cbir.encoders import packaged_path
+
+    prov = json.loads(model.provenance_path(packaged_path("mnist", "dae")).read_text())
+    assert prov["config"]["epochs"] == 20 and prov["config"]["optimizer"] == "adadelta"
 
 
 def test_missing_and_corrupt_model_files_are_clear(tmp_path, tiny_model):
@@ -98,10 +112,20 @@ def test_export_rewrites_the_litert_file(tmp_path, tiny_model):
 
 
 def test_model_choice_order(tmp_path):
-    from cbir.encoder import PACKAGED_MODEL, resolve_model_path
+    from cbir.encoders import packaged_path, resolve_model_path
 
+    settings = Settings(home=tmp_path, encoder="pca")
+    assert resolve_model_path(settings) == packaged_path("mnist", "pca")
+    trained = tmp_path / "models" / "mnist" / "pca.keras"
+    trained.parent.mkdir(parents=True)
+    trained.write_bytes(b"")
+    assert resolve_model_path(settings) == trained
     explicit = tmp_path / "x.keras"
-    assert resolve_model_path(explicit, tmp_path) == explicit
-    assert resolve_model_path(None, tmp_path) == PACKAGED_MODEL
-    (tmp_path / "dae.keras").write_bytes(b"")
-    assert resolve_model_path(None, tmp_path) == tmp_path / "dae.keras"
+    assert resolve_model_path(replace(settings, model=explicit)) == explicit
+
+
+def test_unknown_encoder_names_the_choices(tmp_path):
+    from cbir.encoders import resolve_model_path
+
+    with pytest.raises(CbirError, match="unknown encoder 'umap'; choose one of: pixels, pca, dae, dae-umap"):
+        resolve_model_path(Settings(home=tmp_path, encoder="umap"))

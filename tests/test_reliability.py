@@ -166,7 +166,8 @@ def test_unwritable_home(env, tiny_model, monkeypatch):
 # --- faults --------------------------------------------------------------------------------------
 
 def _ingest_process(env_home: Path, tiny_model: Path, mnist_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "CBIR_HOME": str(env_home), "CBIR_DATA_DIR": str(mnist_dir), "CBIR_MODEL": str(tiny_model)}
+    env = {**os.environ, "CBIR_HOME": str(env_home), "CBIR_DATA_DIR": str(mnist_dir), "CBIR_MODEL": str(tiny_model),
+           "CBIR_ENCODER": "dae"}
     code = "from ingest.cli import main; main()"
     return subprocess.Popen([sys.executable, "-c", code, "run", *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -174,7 +175,7 @@ def _ingest_process(env_home: Path, tiny_model: Path, mnist_dir: Path, *extra: s
 
 def _wait_for_start(home: Path, proc: subprocess.Popen) -> None:
     """Until the collection's metadata exists: the ingest has begun writing."""
-    meta = home / "qdrant" / "cbir-mnist" / "collection.json"
+    meta = home / "qdrant" / "cbir-mnist-dae" / "collection.json"
     for _ in range(600):
         if meta.exists() or proc.poll() is not None:
             break
@@ -185,7 +186,7 @@ def _wait_for_start(home: Path, proc: subprocess.Popen) -> None:
 def _check_collection(home: Path, mnist_dir: Path, n: int) -> None:
     from cbir.datasets import load_split
 
-    store = EdgeStore(home / "qdrant", "cbir-mnist")
+    store = EdgeStore(home / "qdrant", "cbir-mnist-dae")
     try:
         ids, labels = store.labels()
         assert store.count() == n and len(np.unique(ids)) == n
@@ -205,7 +206,7 @@ def test_sigkill_mid_ingest_then_rerun_gives_exactly_every_point_once(tmp_path, 
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     # Killed part-way: the store opens, says it is incomplete, and search refuses it.
-    store = EdgeStore(home / "qdrant", "cbir-mnist")
+    store = EdgeStore(home / "qdrant", "cbir-mnist-dae")
     partial = store.count()
     assert store.metadata()["complete"] is False
     store.close()
@@ -218,7 +219,7 @@ def test_sigkill_mid_ingest_then_rerun_gives_exactly_every_point_once(tmp_path, 
 
 
 def test_search_refuses_an_incomplete_collection(ingested, digit_png, env):
-    store = EdgeStore(env / "home" / "qdrant", "cbir-mnist")
+    store = EdgeStore(env / "home" / "qdrant", "cbir-mnist-dae")
     store.set_metadata({**store.metadata(), "complete": False})
     store.close()
     one_line_error(invoke(search_app, [str(digit_png)]), "incomplete", "ingest run")
@@ -235,7 +236,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_far(tmp_path, tiny_model, mnist_dir):
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted after" in lines[0] and f"of {n} points" in lines[0]
-    store = EdgeStore(home / "qdrant", "cbir-mnist")  # opens fine afterwards
+    store = EdgeStore(home / "qdrant", "cbir-mnist-dae")  # opens fine afterwards
     written = int(lines[0].split("interrupted after ")[1].split()[0])
     assert store.count() >= written
     store.close()
@@ -248,7 +249,7 @@ def test_search_while_another_process_holds_the_store(ingested, digit_png, env):
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; from cbir.store import EdgeStore; "
-         f"s = EdgeStore({str(env / 'home' / 'qdrant')!r}, 'cbir-mnist'); print('open', flush=True); time.sleep(60)"],
+         f"s = EdgeStore({str(env / 'home' / 'qdrant')!r}, 'cbir-mnist-dae'); print('open', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -1,0 +1,123 @@
+"""`cbir eval compare`: the batch evaluation for several encoders, each in its own collection, one table."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from cbir import datasets, encoders
+from cbir.errors import CbirError
+from cbir.settings import Settings
+from cbir.store import opened
+from eval.runner import evaluate
+
+TIMED_QUERIES = 200
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    """One encoder's scores and costs."""
+
+    encoder: str
+    model_id: str
+    collection: str
+    dim: int
+    lrap: float
+    p_at_10: float
+    map_at_100: float
+    encode_us_per_image: float  # batched, as ingest and eval encode
+    query_p50_ms: float  # one image: encode + top-10 query, warm
+    vector_bytes: int
+    n_queries: int
+    database_size: int
+    ingested_now: bool
+
+
+def ensure_ingested(settings: Settings, encoder, limit: int | None, progress: bool) -> bool:
+    """Ingest the encoder's collection unless it already holds this model's vectors of the (first limit) training images."""
+    from ingest.pipeline import ingest
+
+    n_train = len(datasets.load(settings.dataset, "train", settings.data_dir, settings.cache_dir))
+    wanted = min(limit or n_train, n_train)
+    with opened(settings) as store:
+        meta = store.metadata()
+        ready = (meta is not None and meta.get("model_id") == encoder.model_id and meta.get("complete", True)
+                 and store.count() == wanted)
+    if ready:
+        return False
+    # Another model's vectors, or more points than asked for: rebuild rather than mix.
+    ingest(settings, encoder, limit=wanted, recreate=meta is not None, progress=progress)
+    return True
+
+
+def _timings(settings: Settings, encoder, images: np.ndarray) -> tuple[float, float]:
+    """(µs per image when encoding in batches, p50 ms of one image encoded and queried for its top 10)."""
+    start = time.perf_counter()
+    encoder.encode(images)
+    per_image = (time.perf_counter() - start) / len(images) * 1e6
+    times = []
+    with opened(settings) as store:
+        for image in images[: TIMED_QUERIES + 1]:
+            t0 = time.perf_counter()
+            store.query_batch(encoder.encode(image[None]), 10)
+            times.append(time.perf_counter() - t0)
+    return per_image, float(np.median(times[1:])) * 1e3  # the first query pays for warming up
+
+
+def compare(settings: Settings, names: list[str], n_queries: int | None, seed: int = 0, limit: int | None = None,
+            progress: bool = True, log=lambda line: None) -> list[CompareRow]:
+    """Ingest (when needed) and evaluate each named encoder on settings.dataset."""
+    if settings.collection is not None:
+        raise CbirError("compare uses one collection per encoder (cbir-DATASET-ENCODER); drop --collection / CBIR_COLLECTION")
+    if settings.model is not None:
+        raise CbirError("compare picks each encoder's model itself; drop --model / CBIR_MODEL")
+    names = [encoders.spec(n).name for n in names]
+    if not names:
+        raise CbirError("no encoders to compare; pass --encoders NAME,NAME")
+    test = datasets.load(settings.dataset, "test", settings.data_dir, settings.cache_dir)
+    rows = []
+    for name in names:
+        s = replace(settings, encoder=name)
+        encoder = encoders.load_encoder(s)
+        ingested = ensure_ingested(s, encoder, limit, progress)
+        result = evaluate(s, encoder, n_queries, seed, progress=progress)
+        per_image, p50 = _timings(s, encoder, test.images[:1000])
+        summary = result.summary()
+        rows.append(CompareRow(name, encoder.model_id, s.collection_name, encoder.dim, summary["lrap"], summary["p@10"],
+                               summary["map@100"], round(per_image, 1), round(p50, 2), encoder.dim * 4,
+                               summary["n_queries"], summary["database_size"], ingested))
+        log(f"{name}: LRAP {summary['lrap']:.4f}  P@10 {summary['p@10']:.4f}  mAP@100 {summary['map@100']:.4f}")
+    return rows
+
+
+def markdown(rows: list[CompareRow], dataset: str) -> str:
+    """The comparison as one Markdown table."""
+    lines = [
+        f"Encoders on {dataset}: {rows[0].n_queries} test queries against {rows[0].database_size} training images, "
+        "full ranking, score = -Euclidean distance." if rows else f"No encoders compared on {dataset}.",
+        "",
+        "| encoder | LRAP | P@10 | mAP@100 | encode µs/image | query p50 ms | vector |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.encoder} | {r.lrap:.4f} | {r.p_at_10:.4f} | {r.map_at_100:.4f} | {r.encode_us_per_image:.1f} | "
+        f"{r.query_p50_ms:.2f} | {r.dim} x float32 = {r.vector_bytes} B |"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write(rows: list[CompareRow], dataset: str, out_dir: Path) -> tuple[Path, Path]:
+    """compare.json and compare.md under out_dir."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        js, md = out_dir / "compare.json", out_dir / "compare.md"
+        js.write_text(json.dumps({"dataset": dataset, "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+        md.write_text(markdown(rows, dataset))
+    except OSError as exc:
+        raise CbirError(f"cannot write the comparison to {out_dir}: {exc.strerror or exc}") from None
+    return js, md

@@ -1,0 +1,137 @@
+"""The eval report's pictures: PNG files drawn with matplotlib (imported only here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cbir import ids, render
+from cbir.errors import CbirError
+from eval.runner import SIZE_CURVE_QUERIES, EvalReport
+
+MAP_POINTS = 5000  # the 2-D map shows at most this many queries
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    try:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    except OSError as exc:
+        raise CbirError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        _pyplot().close(fig)
+    return path
+
+
+def per_class_bars(report: EvalReport, path: Path) -> Path:
+    """Per-class LRAP as bars, with the mean as a line."""
+    plt = _pyplot()
+    summary = report.summary()
+    classes = list(summary["per_class_lrap"])
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(classes, [summary["per_class_lrap"][c] for c in classes], color="#4c72b0")
+    ax.axhline(summary["lrap"], color="#c44e52", linestyle="--", label=f"mean {summary['lrap']:.3f}")
+    ax.set(xlabel="class (label)", ylabel="LRAP", ylim=(0, 1), title="LRAP per class")
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def precision_at_k(report: EvalReport, path: Path) -> Path:
+    """Mean P@k for k = 1..1000, log-scaled k."""
+    plt = _pyplot()
+    curve = report.precision_curve()
+    k = np.arange(1, len(curve) + 1)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(k, curve, color="#4c72b0")
+    for mark in (1, 10, 100, 1000):
+        if mark <= len(curve):
+            ax.annotate(f"{curve[mark - 1]:.3f}", (mark, curve[mark - 1]), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set(xscale="log", xlabel="k (results read)", ylabel="precision@k", ylim=(0, 1.05), title="Precision at k")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def lrap_by_size(report: EvalReport, path: Path) -> Path:
+    """LRAP against the number of database images indexed (nested random subsets)."""
+    plt = _pyplot()
+    sizes = sorted(report.size_curve)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(sizes, [report.size_curve[s] for s in sizes], marker="o", color="#4c72b0")
+    ax.set(xscale="log", xlabel="database images indexed (nested random subsets)", ylabel="LRAP", ylim=(0, 1.05),
+           title=f"LRAP against database size ({report.dataset}, first {min(len(report.lrap), SIZE_CURVE_QUERIES)} queries)")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def embedding_map(report: EvalReport, path: Path, seed: int = 0) -> Path:
+    """The queries' vectors in 2-D (UMAP of at most MAP_POINTS of them), coloured by label."""
+    plt = _pyplot()
+    codes, labels = report.codes, report.query_labels
+    if len(codes) > MAP_POINTS:
+        pick = np.random.default_rng(seed).choice(len(codes), MAP_POINTS, replace=False)
+        codes, labels = codes[pick], labels[pick]
+    if codes.shape[1] > 2:
+        import warnings
+
+        import umap
+
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        xy = umap.UMAP(n_components=2, random_state=seed).fit_transform(codes)
+    else:
+        xy = codes
+    fig, ax = plt.subplots(figsize=(6, 6))
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
+    fig.colorbar(points, ax=ax, ticks=range(10), label="label")
+    ax.set(xticks=[], yticks=[], title=f"{len(codes)} test embeddings (2-D UMAP), coloured by label")
+    return _save(fig, path)
+
+
+def grid_queries(report: EvalReport, rows: int) -> list[int]:
+    """Which queries the grid shows: the first half of the sample, then the hardest (lowest P@10, then LRAP)."""
+    first = list(range(min(rows // 2, len(report.lrap))))
+    hardest = [int(j) for j in np.lexsort((report.lrap, report.p_at_10)) if j not in first]
+    return first + hardest[: rows - len(first)]
+
+
+def results_grid(report: EvalReport, path: Path, images_of, rows: int = 8) -> Path:
+    """Queries and their top-10 results, framed green when the label matches, red when not.
+
+    The first rows are the first queries of the sample, the rest the hardest ones.
+    images_of(split) -> that split of the evaluated data set.
+    """
+    test_images = images_of("test").images
+    grid_rows = []
+    first = rows // 2
+    for n, j in enumerate(grid_queries(report, rows)):
+        q_label = int(report.query_labels[j])
+        kind = "query" if n < first else "hard query"
+        row = [(test_images[report.query_indices[j]].astype(np.float32) / 255.0, f"{kind}\nlabel {q_label}")]
+        for rank, pid in enumerate(report.top_ids[j], 1):
+            name, split, index = ids.decode(int(pid))
+            split_data = images_of(split)
+            label = int(split_data.labels[index])
+            mark = "OK" if label == q_label else "WRONG"
+            row.append((split_data.images[index].astype(np.float32) / 255.0, f"#{rank} {mark}\nlabel {label}",
+                        label == q_label))
+        grid_rows.append(row)
+    return render.save_png(render.grid(grid_rows), path)
+
+
+def write_all(report: EvalReport, out_dir: Path, images_of) -> dict[str, Path]:
+    """Every picture under out_dir; returns {title: path}."""
+    return {
+        "LRAP per class": per_class_bars(report, out_dir / "per_class_lrap.png"),
+        "Precision at k, k = 1..1000": precision_at_k(report, out_dir / "precision_at_k.png"),
+        "LRAP against database size": lrap_by_size(report, out_dir / "lrap_by_database_size.png"),
+        "2-D map of the test embeddings": embedding_map(report, out_dir / "embedding_map.png"),
+        "Queries and their top-10 results (first four of the sample, then the four hardest)": results_grid(report, out_dir / "top10_results.png", images_of),
+    }

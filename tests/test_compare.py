@@ -1,0 +1,48 @@
+"""`cbir eval compare`: one collection per encoder, one table, re-runs reuse what is built."""
+
+import json
+
+import pytest
+
+from cbir.cli import app as cbir_app
+from tests.cli_helpers import invoke, one_line_error
+
+
+def test_compare_builds_a_collection_per_encoder_and_one_table(env, tmp_path):
+    out = tmp_path / "cmp"
+    args = ["eval", "compare", "--encoders", "pixels,pca", "--queries", "30", "--limit", "1500", "--out", str(out)]
+    first = invoke(cbir_app, args)
+    assert first.exit_code == 0, first.output
+    rows = json.loads((out / "compare.json").read_text())["rows"]
+    assert [r["encoder"] for r in rows] == ["pixels", "pca"]
+    assert [r["collection"] for r in rows] == ["cbir-mnist-pixels", "cbir-mnist-pca"]
+    assert [r["dim"] for r in rows] == [784, 32] and [r["vector_bytes"] for r in rows] == [3136, 128]
+    for r in rows:
+        assert r["database_size"] == 1500 and r["n_queries"] == 30 and r["ingested_now"]
+        assert 0 < r["lrap"] < 1 and 0 < r["p_at_10"] <= 1 and r["query_p50_ms"] > 0 and r["encode_us_per_image"] > 0
+    table = (out / "compare.md").read_text()
+    assert "| encoder | LRAP | P@10 | mAP@100 | encode µs/image | query p50 ms | vector |" in table
+    assert f"| pixels | {rows[0]['lrap']:.4f} |" in table and table in first.output + "\n"
+    # Same scores as evaluating one encoder by hand.
+    single = invoke(cbir_app, ["eval", "run", "--encoder", "pca", "--queries", "30", "--json"])
+    assert json.loads(single.output.strip().splitlines()[-1])["lrap"] == rows[1]["lrap"]
+    # A second run reuses the collections.
+    again = invoke(cbir_app, args + ["--json"])
+    assert again.exit_code == 0, again.output
+    rerun = json.loads(again.output.strip().splitlines()[-1])
+    assert [r["ingested_now"] for r in rerun] == [False, False]
+    assert [r["lrap"] for r in rerun] == [r["lrap"] for r in rows]
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [(["--encoders", "pixels,umap"], "unknown encoder 'umap'"), (["--collection", "x"], "No such option")],
+)
+def test_compare_refuses_bad_requests(env, extra, fragment):
+    result = invoke(cbir_app, ["eval", "compare", "--queries", "5"] + extra)
+    assert result.exit_code != 0 and fragment in result.output
+
+
+def test_compare_refuses_a_fixed_collection(env, monkeypatch):
+    monkeypatch.setenv("CBIR_COLLECTION", "mine")
+    one_line_error(invoke(cbir_app, ["eval", "compare", "--encoders", "pixels", "--queries", "5"]), "drop --collection")
