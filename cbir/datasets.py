@@ -23,7 +23,7 @@ _STEMS = {
     ("test", "images"): "t10k-images-idx3-ubyte",
     ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
-_COUNTS = {"train": 60000, "test": 10000}
+SPLIT_SIZES = {"train": 60000, "test": 10000}  # every registered data set has these; load_split checks
 
 
 @dataclass(frozen=True)
@@ -200,9 +200,9 @@ def load_split(name: str, split: str, folder: Path) -> Split:
         raise CbirError(f"{name} {split} labels have shape {labels.shape}, expected (N,)")
     if len(images) != len(labels):
         raise CbirError(f"{name} {split}: {len(images)} images but {len(labels)} labels")
-    if len(labels) != _COUNTS[split]:
+    if len(labels) != SPLIT_SIZES[split]:
         raise CbirError(
-            f"{name} {split} has {len(labels)} items, expected {_COUNTS[split]}; the file is incomplete"
+            f"{name} {split} has {len(labels)} items, expected {SPLIT_SIZES[split]}; the file is incomplete"
         )
     return Split(name, split, images, labels, md5)
 

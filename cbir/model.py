@@ -217,7 +217,7 @@ class KerasModel:
         self.path = Path(path)
         self.model = load_keras(self.path)
         self.encoder = encoder_part(self.model)
-        self.dim = code_dim(self.model)
+        self.dim = code_dim(self.encoder)
         self.model_id = model_id_of(self.path)
 
     def encode(self, images: np.ndarray) -> np.ndarray:

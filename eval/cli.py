@@ -21,16 +21,13 @@ def _group() -> None:
 
 def write_pictures(settings, result, out: Path) -> dict[str, Path]:
     """The report's PNGs under out."""
-    from cbir import datasets
     from eval import figures
 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CbirError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
-    return figures.write_all(
-        result, out, lambda split: datasets.load(settings.dataset, split, settings.data_dir, settings.cache_dir)
-    )
+    return figures.write_all(result, out, settings)
 
 
 def parse_queries(value: str) -> int | None:

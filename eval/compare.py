@@ -41,7 +41,7 @@ def ensure_ingested(settings: Settings, encoder, limit: int | None, progress: bo
     """Ingest the encoder's collection unless it already holds this model's vectors of the (first limit) training images."""
     from ingest.pipeline import ingest
 
-    n_train = len(datasets.load(settings.dataset, "train", settings.data_dir, settings.cache_dir))
+    n_train = datasets.SPLIT_SIZES["train"]
     wanted = min(limit or n_train, n_train)
     with opened(settings) as store:
         meta = store.metadata()

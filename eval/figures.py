@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cbir import ids, render
+from cbir import render
 from cbir.errors import CbirError
 from eval.runner import SIZE_CURVE_QUERIES, EvalReport
 
@@ -102,36 +102,36 @@ def grid_queries(report: EvalReport, rows: int) -> list[int]:
     return first + hardest[: rows - len(first)]
 
 
-def results_grid(report: EvalReport, path: Path, images_of, rows: int = 8) -> Path:
+def results_grid(report: EvalReport, path: Path, settings, rows: int = 8) -> Path:
     """Queries and their top-10 results, framed green when the label matches, red when not.
 
     The first rows are the first queries of the sample, the rest the hardest ones.
-    images_of(split) -> that split of the evaluated data set.
     """
-    test_images = images_of("test").images
+    from cbir import datasets
+    from search.pictures import result_images
+
+    test_images = datasets.load(report.dataset, "test", settings.data_dir, settings.cache_dir).images
+    picked = grid_queries(report, rows)
+    k = report.top_ids.shape[1]
+    images = result_images(settings, report.top_ids[picked].ravel())  # one read of the stored split
     grid_rows = []
-    first = rows // 2
-    for n, j in enumerate(grid_queries(report, rows)):
-        q_label = int(report.query_labels[j])
-        kind = "query" if n < first else "hard query"
-        row = [(test_images[report.query_indices[j]].astype(np.float32) / 255.0, f"{kind}\nlabel {q_label}")]
-        for rank, pid in enumerate(report.top_ids[j], 1):
-            name, split, index = ids.decode(int(pid))
-            split_data = images_of(split)
-            label = int(split_data.labels[index])
-            mark = "OK" if label == q_label else "WRONG"
-            row.append((split_data.images[index].astype(np.float32) / 255.0, f"#{rank} {mark}\nlabel {label}",
-                        label == q_label))
+    for n, j in enumerate(picked):
+        kind = "query" if n < rows // 2 else "hard query"
+        row = [(test_images[report.query_indices[j]].astype(np.float32) / 255.0, f"{kind}\nlabel {report.query_labels[j]}")]
+        for rank, (image, label, ok) in enumerate(
+            zip(images[n * k : (n + 1) * k], report.top_labels[j], report.hits_at[j]), 1
+        ):
+            row.append((image, f"#{rank} {'OK' if ok else 'WRONG'}\nlabel {label}", bool(ok)))
         grid_rows.append(row)
     return render.save_png(render.grid(grid_rows), path)
 
 
-def write_all(report: EvalReport, out_dir: Path, images_of) -> dict[str, Path]:
+def write_all(report: EvalReport, out_dir: Path, settings) -> dict[str, Path]:
     """Every picture under out_dir; returns {title: path}."""
     return {
         "LRAP per class": per_class_bars(report, out_dir / "per_class_lrap.png"),
         "Precision at k, k = 1..1000": precision_at_k(report, out_dir / "precision_at_k.png"),
         "LRAP against database size": lrap_by_size(report, out_dir / "lrap_by_database_size.png"),
         "2-D map of the test embeddings": embedding_map(report, out_dir / "embedding_map.png"),
-        "Queries and their top-10 results (first four of the sample, then the four hardest)": results_grid(report, out_dir / "top10_results.png", images_of),
+        "Queries and their top-10 results (first four of the sample, then the four hardest)": results_grid(report, out_dir / "top10_results.png", settings),
     }

@@ -36,6 +36,7 @@ class EvalReport:
     seed: int | None = None
     codes: np.ndarray | None = None  # the queries' vectors, for the embedding map
     top_ids: np.ndarray | None = None  # (n, 10) point ids of each query's first results
+    top_labels: np.ndarray | None = None  # (n, 10) their labels
     hits_at: np.ndarray | None = None  # (n, K) bool: is the result at rank k relevant (K = 1000)
     size_curve: dict[int, float] = field(default_factory=dict)  # database size -> LRAP
 
@@ -98,10 +99,9 @@ def score_ranking(distances: np.ndarray, db_labels: np.ndarray, query_label: int
 
 
 def database_subsets(n_points: int, seed: int) -> dict[int, np.ndarray]:
-    """Nested seeded random subsets of the collection, one per size step (and the whole)."""
+    """Nested seeded random subsets of the collection, one per size step below the whole."""
     perm = np.random.default_rng(seed).permutation(n_points)
-    sizes = [s for s in SIZE_STEPS if s < n_points] + [n_points]
-    return {s: np.sort(perm[:s]) for s in sizes}
+    return {s: np.sort(perm[:s]) for s in SIZE_STEPS if s < n_points}
 
 
 def subset_lrap(distances: np.ndarray, relevant: np.ndarray, subsets: dict[int, np.ndarray]) -> dict[int, float]:
@@ -145,8 +145,10 @@ def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000,
                     label = int(q_labels[j])
                     n_rel = int(class_sizes[label]) if label < len(class_sizes) else 0
                     res = score_ranking(dist[j - lo], db_labels, label, n_rel)
-                    curve = subset_lrap(dist[j - lo], db_labels == label, subsets) if j < SIZE_CURVE_QUERIES else None
-                    return res, curve
+                    if j >= SIZE_CURVE_QUERIES:
+                        return res, None
+                    # The whole collection is the last step: its LRAP is the one just computed.
+                    return res, {**subset_lrap(dist[j - lo], db_labels == label, subsets), len(db_ids): res[0]}
 
                 # numpy's sorts release the GIL, so threads use every core
                 for j, (res, curve) in zip(rows, pool.map(score, rows)):
@@ -155,7 +157,7 @@ def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000,
                         curve_rows.append(curve)
                 bar.update(len(rows))
         seconds = time.perf_counter() - start
-    size_curve = {size: float(np.nanmean([c[size] for c in curve_rows])) for size in subsets}
+    size_curve = {size: float(np.nanmean([c[size] for c in curve_rows])) for size in curve_rows[0]}
     return EvalReport(settings.dataset, settings.collection_name, encoder.model_id, len(db_ids), idx, q_labels,
                       out[:, 0], out[:, 1], out[:, 2], seconds, seed if n_queries is not None else None,
-                      codes=codes, top_ids=db_ids[top_pos], hits_at=hits_at, size_curve=size_curve)
+                      codes=codes, top_ids=db_ids[top_pos], top_labels=db_labels[top_pos], hits_at=hits_at, size_curve=size_curve)

@@ -58,27 +58,30 @@ def fit_pixels() -> object:
     return keras.Model(inp, keras.layers.Flatten(name="pixels")(inp), name="pixels")
 
 
-def _frozen_pca(pixels: np.ndarray, dims: int, seed: int, name: str):
-    """A Dense layer computing (x - mean) @ components.T, fitted on (N, 784) pixels."""
-    import keras
+def _fitted_pca(features: np.ndarray, dims: int, seed: int):
     from sklearn.decomposition import PCA
 
-    pca = PCA(dims, random_state=seed).fit(pixels)
-    dense = keras.layers.Dense(dims, name=name, trainable=False)
-    dense.build((None, pixels.shape[1]))
+    return PCA(dims, random_state=seed).fit(features)
+
+
+def _frozen_dense(pca, name: str):
+    """A frozen Dense layer computing a fitted PCA's (x - mean) @ components.T."""
+    import keras
+
     comps = pca.components_.astype(np.float32)
+    dense = keras.layers.Dense(len(comps), name=name, trainable=False)
+    dense.build((None, comps.shape[1]))
     dense.set_weights([comps.T, (-pca.mean_ @ comps.T).astype(np.float32)])
-    return dense, pca
+    return dense
 
 
 def fit_pca(images: np.ndarray, config: PcaConfig = PcaConfig()) -> tuple[object, dict]:
     """PCA of the pixels, as a Keras model (Flatten -> frozen Dense)."""
     import keras
 
-    x = to_float(images).reshape(len(images), -1)
-    dense, pca = _frozen_pca(x, config.dims, config.seed, "pca")
+    pca = _fitted_pca(to_float(images).reshape(len(images), -1), config.dims, config.seed)
     inp = _inputs("image")
-    model = keras.Model(inp, dense(keras.layers.Flatten()(inp)), name="pca")
+    model = keras.Model(inp, _frozen_dense(pca, "pca")(keras.layers.Flatten()(inp)), name="pca")
     return model, {"explained_variance": round(float(pca.explained_variance_ratio_.sum()), 4)}
 
 
@@ -102,20 +105,24 @@ def unit_contrast(x: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(UnitContrast()(x))
 
 
-def graph_features(x: np.ndarray, config: ManifoldConfig) -> np.ndarray:
-    """What UMAP's neighbour graph is built on: (deskewed, unit-contrast) pixels, flat."""
+def graph_features(images: np.ndarray, config: ManifoldConfig) -> np.ndarray:
+    """What UMAP's neighbour graph is built on: the (deskewed, unit-contrast) pixels, flat (N, 784)."""
+    x = deskewed(images) if config.deskew else to_float(images)
     return unit_contrast(x) if config.unit_contrast else x.reshape(len(x), -1)
 
 
-def umap_targets(flat: np.ndarray, config: ManifoldConfig, verbose: bool = False) -> np.ndarray:
-    """The UMAP embedding of (N, D) features via PCA, centred, scaled to unit RMS over all axes."""
+def graph_pca(features: np.ndarray, config: ManifoldConfig):
+    """The PCA the graph is built on (and the local part, if any, appends)."""
+    return _fitted_pca(features, config.graph_pca_dims, config.seed)
+
+
+def umap_targets(reduced: np.ndarray, config: ManifoldConfig, verbose: bool = False) -> np.ndarray:
+    """The UMAP embedding of (N, D) PCA-reduced features, centred, scaled to unit RMS over all axes."""
     import warnings
 
-    from sklearn.decomposition import PCA
     import umap
 
     warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded UMAP runs on one thread
-    reduced = PCA(config.graph_pca_dims, random_state=config.seed).fit_transform(flat)
     embedding = umap.UMAP(n_components=config.dims, n_neighbors=config.n_neighbors, min_dist=config.min_dist,
                           random_state=config.seed, verbose=verbose).fit_transform(reduced)
     # One scale for all axes keeps the embedding's geometry (and so its rankings) intact.
@@ -140,8 +147,11 @@ def build_manifold_network(dae, config: ManifoldConfig):
     return keras.Model(inp, out, name="dae_umap")
 
 
-def with_local_part(network, x: np.ndarray, config: ManifoldConfig):
-    """network's embedding, then local_weight x the graph features' PCA (frozen, scaled to the embedding's RMS norm)."""
+def with_local_part(network, pca, reduced: np.ndarray, config: ManifoldConfig):
+    """network's embedding, then local_weight x the graph PCA (frozen, scaled to the embedding's RMS norm).
+
+    reduced: training features through that PCA; their RMS norm sets the scale.
+    """
     import keras
 
     from cbir.layers import Deskew, UnitContrast
@@ -149,11 +159,8 @@ def with_local_part(network, x: np.ndarray, config: ManifoldConfig):
     inp = _inputs("image")
     y = Deskew()(inp) if config.deskew else inp
     y = UnitContrast()(y) if config.unit_contrast else keras.layers.Flatten()(y)
-    features = graph_features(deskewed(x) if config.deskew else x, config)
-    dense, pca = _frozen_pca(features, config.graph_pca_dims, config.seed, "local_pca")
-    projected = pca.transform(features[:5000])  # a sample sets the scale
-    scale = config.local_weight * np.sqrt(config.dims) / np.sqrt((projected**2).sum(1).mean())
-    local = keras.layers.Rescaling(float(scale), name="local")(dense(y))
+    scale = config.local_weight * np.sqrt(config.dims) / np.sqrt((reduced**2).sum(1).mean())
+    local = keras.layers.Rescaling(float(scale), name="local")(_frozen_dense(pca, "local_pca")(y))
     out = keras.layers.Concatenate(name="embedding_and_local")([network(inp), local])
     return keras.Model(inp, out, name="dae_umap_local")
 
@@ -163,16 +170,19 @@ def fit_manifold(images: np.ndarray, dae, config: ManifoldConfig, verbose: int =
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    x = to_float(images)
     t0 = time.perf_counter()
-    targets = umap_targets(graph_features(deskewed(images) if config.deskew else x, config), config, verbose=verbose == 1)
+    features = graph_features(images, config)
+    pca = graph_pca(features, config)
+    reduced = pca.transform(features)
+    targets = umap_targets(reduced, config, verbose=verbose == 1)
     umap_s = time.perf_counter() - t0
     network = build_manifold_network(dae, config)
     network.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
     t1 = time.perf_counter()
-    history = network.fit(x, targets, epochs=config.epochs, batch_size=config.batch_size, shuffle=True, verbose=verbose)
+    history = network.fit(to_float(images), targets, epochs=config.epochs, batch_size=config.batch_size,
+                          shuffle=True, verbose=verbose)
     if config.local_weight > 0:
-        network = with_local_part(network, x, config)
+        network = with_local_part(network, pca, reduced, config)
     return network, {
         "umap_seconds": round(umap_s, 1),
         "head_seconds": round(time.perf_counter() - t1, 1),

@@ -34,7 +34,7 @@ def _provenance(settings: Settings, name: str, n_images: int, md5: dict, config,
     }
 
 
-def _fit_dae(settings, config: model.TrainConfig, images, test_images, verbose):
+def _fit_dae(config: model.TrainConfig, images, test_images, verbose):
     result = model.train(images, test_images, config, verbose=verbose)
     return result.autoencoder, {
         "epochs_run": len(result.history.get("loss", [])),
@@ -45,7 +45,7 @@ def _fit_dae(settings, config: model.TrainConfig, images, test_images, verbose):
     }
 
 
-def _fit_dae_umap(settings, config: fit.ManifoldConfig, images, test_images, verbose):
+def _fit_dae_umap(settings, config: fit.ManifoldConfig, images, verbose):
     # Built on the data set's DAE: the one trained under CBIR_HOME, else the packaged one.
     dae_path = encoders.resolve_model_path(replace(settings, encoder="dae", model=None))
     network, info = fit.fit_manifold(images, model.load_keras(dae_path), config, verbose=verbose)
@@ -80,9 +80,9 @@ def train_and_save(settings: Settings, config=None, out: Path | None = None, ver
     elif name == "pca":
         network, extra = fit.fit_pca(images, config)
     elif name == "dae":
-        network, extra = _fit_dae(settings, config, images, test_split.images, verbose)
+        network, extra = _fit_dae(config, images, test_split.images, verbose)
     else:
-        network, extra = _fit_dae_umap(settings, config, images, test_split.images, verbose)
+        network, extra = _fit_dae_umap(settings, config, images, verbose)
     provenance = _provenance(settings, name, len(images), md5, config, extra)
     provenance["code_dim"] = model.code_dim(network)
     path = out or encoders.trained_path(settings.trained_model_dir, settings.dataset, name)

@@ -37,10 +37,11 @@ def test_pca_matches_scikit_learn(mnist_test):
 
 
 def test_manifold_targets_are_centred_and_unit_scale(mnist_test):
-    from ingest.fit import ManifoldConfig, deskewed, graph_features, umap_targets
+    from ingest.fit import ManifoldConfig, graph_features, graph_pca, umap_targets
 
     config = ManifoldConfig(dims=3, graph_pca_dims=10)
-    y = umap_targets(graph_features(deskewed(mnist_test.images[:600]), config), config)
+    features = graph_features(mnist_test.images[:600], config)
+    y = umap_targets(graph_pca(features, config).transform(features), config)
     assert y.shape == (600, 3) and np.allclose(y.mean(0), 0, atol=1e-5) and y.std() == pytest.approx(1, abs=1e-5)
 
 
@@ -94,13 +95,15 @@ def test_packaged_default_encoder_beats_pixels_on_held_out_digits(mnist_test):
 def test_local_part_appends_the_scaled_pixel_pca(mnist_test):
     import keras
 
-    from ingest.fit import ManifoldConfig, build_manifold_network, with_local_part
+    from ingest.fit import ManifoldConfig, build_manifold_network, graph_features, graph_pca, with_local_part
     from cbir.model import build_autoencoder
 
     config = ManifoldConfig(deskew=False, unit_contrast=True, local_weight=0.5, dims=4, graph_pca_dims=6, hidden=8)
     x = mnist_test.images[:800].astype(np.float32)[..., None] / 255.0
     network = build_manifold_network(build_autoencoder(), config)
-    model = with_local_part(network, x, config)
+    features = graph_features(x, config)
+    pca = graph_pca(features, config)
+    model = with_local_part(network, pca, pca.transform(features), config)
     out = keras.ops.convert_to_numpy(model(x))
     assert out.shape == (800, 10)
     assert np.allclose(out[:, :4], keras.ops.convert_to_numpy(network(x)), atol=1e-5)
