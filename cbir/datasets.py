@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import shutil
 import urllib.error
 import urllib.request
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cbir.errors import CbirError
-from cbir.idx import read_bytes, parse_idx
+from cbir.idx import gunzip_bounded, parse_idx, read_bytes
 
 SPLITS = ("train", "test")
 _STEMS = {
@@ -23,6 +20,7 @@ _STEMS = {
     ("test", "images"): "t10k-images-idx3-ubyte",
     ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
+MAX_DOWNLOAD = 64 * 2**20  # the largest file (Fashion-MNIST's training images) is 26 MiB gzipped
 SPLIT_SIZES = {"train": 60000, "test": 10000}  # every registered data set has these; load_split checks
 
 
@@ -119,7 +117,10 @@ def _download(spec: DatasetSpec, target: Path) -> None:
         for mirror in spec.mirrors:
             try:
                 with urllib.request.urlopen(mirror + f"{stem}.gz", timeout=30) as resp:
-                    payload = resp.read()
+                    payload = resp.read(MAX_DOWNLOAD + 1)  # never more than a data set file can be
+                if len(payload) > MAX_DOWNLOAD:
+                    raise CbirError(f"{mirror}{stem}.gz is larger than {MAX_DOWNLOAD // 2**20} MiB, which no "
+                                    f"{spec.name} file is; refusing it")
                 break
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 last_error = exc
@@ -128,10 +129,11 @@ def _download(spec: DatasetSpec, target: Path) -> None:
                 f"{spec.name} is not on this machine and could not be downloaded ({last_error}); "
                 f"put the four IDX files in a folder and pass --data-dir DIR or set CBIR_DATA_DIR"
             )
+        # Verified before anything is saved; decompressed only up to the size its header announces.
         try:
-            digest = hashlib.md5(gzip.decompress(payload)).hexdigest()
-        except (OSError, EOFError, zlib.error):
-            digest = "not gzip"
+            digest = hashlib.md5(gunzip_bounded(payload, f"downloaded {stem}.gz")).hexdigest()
+        except CbirError:
+            digest = "not an IDX gzip file"
         if digest != spec.md5[stem]:
             raise CbirError(f"downloaded {stem} has md5 {digest}, expected {spec.md5[stem]}; try again")
         tmp = dest.with_suffix(".part")

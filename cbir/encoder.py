@@ -61,9 +61,12 @@ def _quiet_native_stderr():
 
 
 class Encoder:
-    """Encode 28x28 images to the model's codes with its LiteRT export."""
+    """Encode 28x28 images to the model's codes with its LiteRT export.
 
-    def __init__(self, model_path: Path, threads: int | None = None):
+    name: the registered encoder the model is (from its provenance), else the one asked for.
+    """
+
+    def __init__(self, model_path: Path, threads: int | None = None, name: str | None = None):
         self.path = Path(model_path)
         if not self.path.is_file():
             raise CbirError(
@@ -79,13 +82,23 @@ class Encoder:
             with _quiet_native_stderr():
                 self._interp = Interpreter(model_path=str(lite), num_threads=threads or os.cpu_count() or 1)
                 self._interp.allocate_tensors()
-            self._in = self._interp.get_input_details()[0]["index"]
+            inp = self._interp.get_input_details()[0]
             out = self._interp.get_output_details()[0]
-        except (ValueError, RuntimeError) as exc:
-            raise CbirError(f"cannot load {lite}: {exc}; re-export it with `ingest export`") from None
+        except (ValueError, RuntimeError, IndexError) as exc:
+            raise CbirError(f"cannot load {lite}: {str(exc).splitlines()[0][:200]}; re-export it with "
+                            f"`ingest export --model {self.path}`") from exc
+        if tuple(inp["shape"][1:]) != (28, 28, 1):
+            raise CbirError(f"{lite} takes inputs of shape {tuple(int(d) for d in inp['shape'][1:])}, not 28x28x1 "
+                            "images; cbir's encoders take MNIST-sized images (train one with `ingest train`)")
+        if len(out["shape"]) != 2:
+            raise CbirError(f"{lite} outputs arrays of shape {tuple(int(d) for d in out['shape'][1:])}, not vectors; "
+                            "an encoder must output one flat vector per image (train one with `ingest train`)")
+        self._in = inp["index"]
         self._out = out["index"]
         self.dim = int(out["shape"][-1])
         self.model_id = model_id_of(self.path)
+        self.encoder_sha256 = file_sha256(lite)
+        self.name = provenance_encoder(self.path) or name or self.path.stem
         self._batch = 0
 
     def encode(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -102,3 +115,21 @@ class Encoder:
             self._interp.invoke()
             out[start : start + len(batch)] = self._interp.get_tensor(self._out)
         return out
+
+    def expected(self, dataset: str | None = None):
+        """What a collection built by this encoder records (cbir.store.Expected)."""
+        from cbir.store.collection import Expected
+
+        return Expected(self.model_id, self.encoder_sha256, self.dim, self.name, dataset)
+
+
+def provenance_encoder(model_path: Path) -> str | None:
+    """The registered encoder a model file is, from its provenance JSON (None if it has none)."""
+    import json
+
+    try:
+        record = json.loads(Path(model_path).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    name = record.get("encoder") if isinstance(record, dict) else None
+    return name if isinstance(name, str) and name else None

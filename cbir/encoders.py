@@ -76,4 +76,15 @@ def load_encoder(settings):
     """The LiteRT encoder the settings select (see resolve_model_path)."""
     from cbir.encoder import Encoder
 
-    return Encoder(resolve_model_path(settings))
+    return Encoder(resolve_model_path(settings), name=settings.encoder)
+
+
+def with_encoder(settings):
+    """(settings, encoder): a --model names its encoder (from its provenance), and so its collection.
+
+    `search --model my_pca.keras` then looks in cbir-DATASET-pca, not in the default encoder's collection.
+    """
+    encoder = load_encoder(settings)
+    if settings.model is not None and encoder.name in ENCODERS and encoder.name != settings.encoder:
+        settings = settings.but(encoder=encoder.name)
+    return settings, encoder

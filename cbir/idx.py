@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import struct
 import zlib
 from pathlib import Path
@@ -38,17 +37,56 @@ def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def read_bytes(path: Path) -> bytes:
-    """Read a file, transparently gunzipping it when it is gzip-compressed."""
+MAX_BYTES = 1 << 30  # no IDX file cbir reads is near this; a header claiming more is not believed
+
+
+def idx_size(header: bytes) -> int | None:
+    """Total bytes (header + data) an IDX header announces; None when the header is not IDX."""
+    if len(header) < 4:
+        return None
+    zero, dtype, ndim = struct.unpack(">HBB", header[:4])
+    if zero != 0 or dtype != _UBYTE or not 1 <= ndim <= 4 or len(header) < 4 + 4 * ndim:
+        return None
+    shape = struct.unpack(f">{ndim}I", header[4 : 4 + 4 * ndim])
+    return 4 + 4 * ndim + int(np.prod(shape, dtype=np.int64))
+
+
+def gunzip_bounded(raw: bytes, name: str, limit: int | None = None) -> bytes:
+    """Decompress gzip data without ever holding more than it should expand to (no gzip bomb).
+
+    The expected size is what the IDX header inside says (or `limit`); decompression stops one
+    byte past it, so a file that expands further is refused instead of filling memory.
+    """
+    stream = zlib.decompressobj(wbits=31)
     try:
+        head = stream.decompress(raw, 4 + 4 * 4)  # the longest IDX header
+        expected = limit if limit is not None else idx_size(head)
+        if expected is None:
+            return head + stream.decompress(stream.unconsumed_tail, MAX_BYTES + 1 - len(head))  # parse_idx says why
+        if expected > MAX_BYTES:
+            raise CbirError(f"{name}: its header announces {expected} bytes, more than any data set cbir reads; "
+                            "the file is corrupt, re-download it")
+        data = head
+        if len(head) <= expected:
+            data += stream.decompress(stream.unconsumed_tail, expected + 1 - len(head))
+        if len(data) > expected or (stream.unconsumed_tail and len(data) >= expected):
+            raise CbirError(f"{name}: expands to more than the {expected} bytes its header announces; "
+                            "the file is corrupt (or a gzip bomb), re-download it")
+    except zlib.error as exc:
+        raise CbirError(f"{name}: corrupt or truncated gzip data ({exc}); re-download it") from exc
+    return data
+
+
+def read_bytes(path: Path) -> bytes:
+    """Read a file, transparently gunzipping it (bounded, see gunzip_bounded) when it is gzip-compressed."""
+    try:
+        if not path.is_file():
+            raise CbirError(f"{path}: not a regular file; point --data-dir at a folder of IDX files")
         raw = path.read_bytes()
     except OSError as exc:
-        raise CbirError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise CbirError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise CbirError(f"{path}: corrupt or truncated gzip data ({exc}); re-download it") from None
+        return gunzip_bounded(raw, str(path))
     return raw
 
 

@@ -1,55 +1,69 @@
-"""Shared CLI options (each backed by a CBIR_* env var) and the error handling every command uses."""
+"""Shared CLI options and the error handling every command uses.
+
+The options carry no `envvar`: cbir.settings reads the environment, in one place (where `~` is
+expanded and values are checked); the help texts name the variables. Every error a user can
+cause, Click's own usage errors included, ends as one line on stderr and a non-zero exit:
+exit 2 for bad input, 130 for Ctrl-C. CBIR_DEBUG=1 shows the traceback to a maintainer instead.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+
+from typer import _click as click  # Typer 0.28 vendors Click (pyproject pins it)
 
 from cbir.errors import CbirError
-from cbir.settings import Settings
+from cbir.settings import ENV, Settings
 
-Home = Annotated[
-    Optional[Path],
-    typer.Option("--home", envvar="CBIR_HOME", help="Where the model and the embedded store live."),
-]
-DataDir = Annotated[
-    Optional[Path],
-    typer.Option("--data-dir", envvar="CBIR_DATA_DIR", help="Folder with the four IDX files (gzipped or not)."),
-]
-QdrantUrl = Annotated[
-    Optional[str],
-    typer.Option("--qdrant-url", envvar="CBIR_QDRANT_URL", help="Qdrant server URL; unset = embedded store."),
-]
-QdrantApiKey = Annotated[
-    Optional[str],
-    typer.Option("--qdrant-api-key", envvar="CBIR_QDRANT_API_KEY", help="API key for the Qdrant server.", show_default=False),
-]
-Collection = Annotated[
-    Optional[str],
-    typer.Option("--collection", envvar="CBIR_COLLECTION", help="Collection name (default: cbir-DATASET-ENCODER)."),
-]
-Model = Annotated[
-    Optional[Path],
-    typer.Option("--model", envvar="CBIR_MODEL", help="A .keras model file; overrides --encoder's (default: the encoder's model trained under CBIR_HOME, else the packaged one)."),
-]
-Dataset = Annotated[
-    Optional[str],
-    typer.Option("--dataset", envvar="CBIR_DATASET", help="mnist or fashion-mnist (default: mnist)."),
-]
 
-Encoder = Annotated[
-    Optional[str],
-    typer.Option("--encoder", "-e", envvar="CBIR_ENCODER", help="pixels, pca, dae or dae-umap (default: dae-umap)."),
-]
+def _help(text: str, setting: str) -> str:
+    return f"{text} [env: {ENV[setting]}]"
+
+
+Home = Annotated[Optional[Path], typer.Option("--home", help=_help("Where models, the embedded store and downloads live.", "home"), show_default=False)]
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help=_help("Folder with the four IDX files (gzipped or not).", "data_dir"), show_default=False)]
+QdrantUrl = Annotated[Optional[str], typer.Option("--qdrant-url", help=_help("Qdrant server URL; unset = the embedded store.", "qdrant_url"), show_default=False)]
+QdrantApiKey = Annotated[Optional[str], typer.Option("--qdrant-api-key", help=_help("API key for the Qdrant server.", "qdrant_api_key"), show_default=False)]
+Collection = Annotated[Optional[str], typer.Option("--collection", help=_help("Collection name (default: cbir-DATASET-ENCODER).", "collection"), show_default=False)]
+Model = Annotated[Optional[Path], typer.Option("--model", help=_help("A .keras model file; overrides --encoder's (default: the encoder's model trained under CBIR_HOME, else the packaged one).", "model"), show_default=False)]
+Dataset = Annotated[Optional[str], typer.Option("--dataset", help=_help("mnist or fashion-mnist (default: mnist).", "dataset"), show_default=False)]
+Encoder = Annotated[Optional[str], typer.Option("--encoder", "-e", help=_help("pixels, pca, dae or dae-umap (default: dae-umap).", "encoder"), show_default=False)]
+Wait = Annotated[Optional[float], typer.Option("--wait", help=_help("Seconds to wait for a store another process holds (default 30; 0 = fail at once).", "wait"), show_default=False)]
 
 
 def settings(**flags) -> Settings:
     """Settings from env vars with the CLI flags that were given on top."""
     return Settings.from_env(**flags)
+
+
+def _debug() -> bool:
+    return os.environ.get("CBIR_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _silence_stdout() -> None:
+    """After stdout failed (a full disk, a closed pipe), stop Python's own flush at exit from failing again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line on stderr and exit."""
+    try:
+        typer.echo(f"error: {message}", err=True)
+    except OSError:
+        pass
+    raise typer.Exit(code)
 
 
 def cli_errors(func):
@@ -60,15 +74,79 @@ def cli_errors(func):
         try:
             return func(*args, **kwargs)
         except CbirError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
+            if _debug():
+                raise
+            fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+            if _debug():
+                raise
+            fail("interrupted", 130)
+        except BrokenPipeError:
+            _silence_stdout()  # `search x.png | head -1`: the reader left; not an error worth a line
+            raise typer.Exit(0) from None
+        except OSError as exc:
+            if _debug():
+                raise
+            if exc.filename is None and exc.errno is not None:  # writing the output failed (e.g. stdout is /dev/full)
+                _silence_stdout()
+                fail(f"cannot write the output: {exc.strerror}")
+            fail(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc))
 
     return wrapper
 
 
-def progress_enabled() -> bool:
-    """Show progress bars only to a person at a terminal."""
-    return sys.stderr.isatty()
+def _one_line(exc: click.ClickException) -> str:
+    message = exc.format_message().strip().splitlines()
+    text = " ".join(line.strip() for line in message if line.strip())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.exceptions.UsageError) and ctx is not None:
+        text += f" (see `{ctx.command_path} --help`)"
+    return text
+
+
+def _run_one_line(super_main, args, prog_name, complete_var, standalone_mode, extra):
+    """Run Click without its own error printing (a usage box of several lines), and print one line instead."""
+    if not standalone_mode:
+        return super_main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+    try:
+        rv = super_main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `ingest` alone: the help, as Click would show it
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(2)
+    except typer.Abort:
+        fail_exit("interrupted", 130)
+    except click.ClickException as exc:
+        if _debug():
+            raise
+        fail_exit(_one_line(exc), exc.exit_code or 2)
+    except OSError as exc:
+        _silence_stdout()
+        fail_exit(f"cannot write the output: {exc.strerror or exc}")
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def fail_exit(message: str, code: int = 2) -> None:
+    try:
+        click.echo(f"error: {message}", err=True)
+    except OSError:
+        pass
+    sys.exit(code)
+
+
+class OneLineGroup(TyperGroup):
+    """A Typer group whose usage errors are one line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        return _run_one_line(super().main, args, prog_name, complete_var, standalone_mode, extra)
+
+
+class OneLineCommand(TyperCommand):
+    """A single Typer command whose usage errors are one line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        return _run_one_line(super().main, args, prog_name, complete_var, standalone_mode, extra)
+
+
+def progress_enabled(quiet: bool = False) -> bool:
+    """Show progress bars only to a person at a terminal, and not with --quiet."""
+    return not quiet and sys.stderr.isatty()

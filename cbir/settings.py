@@ -1,20 +1,104 @@
-"""All configuration in one place: defaults, overridden by env vars, overridden by CLI flags."""
+"""All configuration in one place: defaults, overridden by CBIR_* env vars, overridden by CLI flags.
+
+Nothing else reads the environment for cbir's settings: paths get `~` expanded and are made
+absolute here (so every message shows the folder that was really looked at), and values are
+checked here, so a bad URL or collection name is one clear line before any work starts.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
+
+from cbir.errors import CbirError
+from cbir.names import check_collection_name
+
+DEFAULT_WAIT = 30.0  # seconds a command waits for a store another process holds (SQLite's busy_timeout)
+
+# setting -> environment variable; the CLI's help texts name these
+ENV = {
+    "home": "CBIR_HOME",
+    "data_dir": "CBIR_DATA_DIR",
+    "qdrant_url": "CBIR_QDRANT_URL",
+    "qdrant_api_key": "CBIR_QDRANT_API_KEY",
+    "collection": "CBIR_COLLECTION",
+    "model": "CBIR_MODEL",
+    "dataset": "CBIR_DATASET",
+    "encoder": "CBIR_ENCODER",
+    "wait": "CBIR_WAIT",
+    "qdrant_shards": "CBIR_QDRANT_SHARDS",
+    "qdrant_replicas": "CBIR_QDRANT_REPLICAS",
+    "debug": "CBIR_DEBUG",
+}
+_PATHS = {"home", "data_dir", "model"}
+
 
 def _default_home() -> Path:
     return Path(platformdirs.user_data_dir("cbir", appauthor=False))
 
 
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value).expanduser() if value else None
+def absolute(path: Path | str) -> Path:
+    """`~` expanded and made absolute, without following symbolic links."""
+    return Path(os.path.abspath(os.path.expanduser(str(path))))
+
+
+def redact_url(url: str | None) -> str:
+    """A URL safe to print: any user:password@ part is replaced by ***@."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def check_url(url: str) -> str:
+    """A Qdrant server URL: http(s)://host[:port], or ':memory:' for qdrant-client's in-process engine."""
+    if url == ":memory:":
+        return url
+    shown = redact_url(url)
+    if url != url.strip() or any(c.isspace() for c in url):
+        raise CbirError(f"CBIR_QDRANT_URL {shown!r} holds blanks; give it as http://host:6333")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number in 0..65535
+    except ValueError:
+        raise CbirError(f"CBIR_QDRANT_URL {shown!r} has a bad port; give it as http://host:6333") from None
+    if parts.scheme not in ("http", "https"):
+        raise CbirError(f"CBIR_QDRANT_URL {shown!r} is not an http:// or https:// URL; give it as http://host:6333")
+    if not parts.hostname:
+        raise CbirError(f"CBIR_QDRANT_URL {shown!r} names no host; give it as http://host:6333")
+    if port == 0:
+        raise CbirError(f"CBIR_QDRANT_URL {shown!r} has a bad port; give it as http://host:6333")
+    return url
+
+
+def _wait(value) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise CbirError(f"--wait / CBIR_WAIT takes a number of seconds (got {value!r})") from None
+    if not 0 <= seconds < 10**6:  # also refuses nan and inf
+        raise CbirError(f"--wait / CBIR_WAIT must be 0 or more seconds (got {value!r})")
+    return seconds
+
+
+def _count(value, var: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise CbirError(f"{var} takes a whole number (got {value!r})") from None
+    if not 1 <= number <= 1000:
+        raise CbirError(f"{var} must be between 1 and 1000 (got {number})")
+    return number
+
+
+def _flag(value) -> bool:
+    return str(value).strip().lower() not in ("", "0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -28,31 +112,52 @@ class Settings:
     collection: str | None = None
     model: Path | None = None
     dataset: str = "mnist"
-    encoder: str = "dae-umap"  # cbir.encoders.DEFAULT_ENCODER; kept literal so settings import nothing
+    encoder: str = "dae-umap"  # cbir.encoders.DEFAULT_ENCODER; kept literal so settings import nothing heavy
+    wait: float = DEFAULT_WAIT
+    debug: bool = False
+    qdrant_shards: int | None = None  # shard_number of collections cbir creates on a server
+    qdrant_replicas: int | None = None  # replication_factor of those collections
+
+    def __post_init__(self):
+        # Programs and tests build Settings directly too: the same checks and normalisation apply.
+        for name in _PATHS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, absolute(value))
+        if self.qdrant_url is not None:
+            check_url(self.qdrant_url)
+        if self.collection is not None:
+            check_collection_name(self.collection, source="--collection / CBIR_COLLECTION")
+        object.__setattr__(self, "wait", _wait(self.wait))
+        for name in ("qdrant_shards", "qdrant_replicas"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _count(value, ENV[name]))
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         """Defaults, then CBIR_* env vars, then the non-None overrides (CLI flags)."""
-        base = cls(
-            home=_env_path("CBIR_HOME") or _default_home(),
-            data_dir=_env_path("CBIR_DATA_DIR"),
-            qdrant_url=os.environ.get("CBIR_QDRANT_URL") or None,
-            qdrant_api_key=os.environ.get("CBIR_QDRANT_API_KEY") or None,
-            collection=os.environ.get("CBIR_COLLECTION") or None,
-            model=_env_path("CBIR_MODEL"),
-            dataset=os.environ.get("CBIR_DATASET") or "mnist",
-            encoder=os.environ.get("CBIR_ENCODER") or "dae-umap",
-        )
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        values = {}
+        for f in fields(cls):
+            raw = os.environ.get(ENV[f.name]) if f.name in ENV else None
+            if not raw:
+                continue  # an empty variable means "not set", as for most tools
+            values[f.name] = _flag(raw) if f.name == "debug" else raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def but(self, **changes) -> "Settings":
+        """A copy with some settings changed (checked like the original)."""
+        return replace(self, **changes)
 
     @property
     def collection_name(self) -> str:
         """The collection to use: explicit, or one per data set and encoder."""
-        return self.collection or f"cbir-{self.dataset}-{self.encoder}"
+        return self.collection or default_collection(self.dataset, self.encoder)
 
     @property
     def store_dir(self) -> Path:
-        """Where the embedded Qdrant Edge shards live."""
+        """Where the embedded Qdrant Edge collections live."""
         return self.home / "qdrant"
 
     @property
@@ -64,3 +169,18 @@ class Settings:
     def cache_dir(self) -> Path:
         """Where downloaded data sets are kept."""
         return self.home / "data"
+
+    @property
+    def server_layout(self) -> dict:
+        """How collections cbir creates on a server are split and copied (None: the server's default)."""
+        return {"shards": self.qdrant_shards, "replicas": self.qdrant_replicas}
+
+    @property
+    def server_shown(self) -> str:
+        """The server URL as messages may show it (credentials redacted)."""
+        return redact_url(self.qdrant_url)
+
+
+def default_collection(dataset: str, encoder: str) -> str:
+    """The collection a data set's full training split is ingested into with an encoder."""
+    return f"cbir-{dataset}-{encoder}"

@@ -11,7 +11,8 @@ import typer
 from cbir import options as opt
 from cbir.errors import CbirError
 
-app = typer.Typer(help="Evaluate retrieval on the test split.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Evaluate retrieval on the test split.", no_args_is_help=True, add_completion=False,
+                  cls=opt.OneLineGroup, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
 @app.callback()
@@ -44,7 +45,7 @@ def parse_queries(value: str) -> int | None:
 @opt.cli_errors
 def run_cmd(
     queries: Annotated[str, typer.Option(help="How many test images to query with, or 'all'.")] = "1000",
-    seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the query sample.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Write eval.json, eval.md and the report's PNG pictures into this folder.")] = None,
     home: opt.Home = None,
@@ -55,16 +56,18 @@ def run_cmd(
     qdrant_url: opt.QdrantUrl = None,
     qdrant_api_key: opt.QdrantApiKey = None,
     collection: opt.Collection = None,
+    wait: opt.Wait = None,
 ) -> None:
     """Full-ranking LRAP, P@10, mAP@100 and per-class LRAP of test queries against the collection."""
-    from cbir.encoders import load_encoder
+    from cbir.encoders import with_encoder
     from eval import report
     from eval.runner import evaluate
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder, model=model, qdrant_url=qdrant_url,
-                            qdrant_api_key=qdrant_api_key, collection=collection)
+                            qdrant_api_key=qdrant_api_key, collection=collection, wait=wait)
     n = parse_queries(queries)
-    result = evaluate(settings, load_encoder(settings), n, seed, progress=opt.progress_enabled())
+    settings, enc = with_encoder(settings)
+    result = evaluate(settings, enc, n, seed, progress=opt.progress_enabled())
     summary = result.summary()
     if out is not None:
         js, md = report.write(summary, out, write_pictures(settings, result, out))
@@ -74,7 +77,9 @@ def run_cmd(
     else:
         typer.echo(
             f"LRAP {summary['lrap']:.4f}  P@10 {summary['p@10']:.4f}  mAP@100 {summary['map@100']:.4f}  "
-            f"({summary['n_queries']} queries vs {summary['database_size']} points, {summary['seconds']} s)"
+            f"({summary['n_queries']} queries vs {summary['database_size']} points, {summary['seconds']} s"
+            + (f"; {summary['n_skipped']} queries left out: their class has no point in the collection" if summary["n_skipped"] else "")
+            + ")"
         )
 
 
@@ -83,7 +88,7 @@ def run_cmd(
 def compare_cmd(
     encoders: Annotated[str, typer.Option(help="Comma-separated encoder names.")] = "pixels,pca,dae,dae-umap",
     queries: Annotated[str, typer.Option(help="How many test images to query with, or 'all'.")] = "1000",
-    seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the query sample.")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Index only the first N training images (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Write compare.json and compare.md into this folder.")] = None,
@@ -92,6 +97,7 @@ def compare_cmd(
     dataset: opt.Dataset = None,
     qdrant_url: opt.QdrantUrl = None,
     qdrant_api_key: opt.QdrantApiKey = None,
+    wait: opt.Wait = None,
 ) -> None:
     """Ingest each encoder into its own collection (when needed), evaluate it, and print one table."""
     from dataclasses import asdict
@@ -99,7 +105,7 @@ def compare_cmd(
     from eval import compare
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, qdrant_url=qdrant_url,
-                            qdrant_api_key=qdrant_api_key)
+                            qdrant_api_key=qdrant_api_key, wait=wait)
     names = [n.strip() for n in encoders.split(",") if n.strip()]
     rows = compare.compare(settings, names, parse_queries(queries), seed, limit, progress=opt.progress_enabled(),
                            log=lambda line: typer.echo(line, err=True))

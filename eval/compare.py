@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,8 @@ import numpy as np
 from cbir import datasets, encoders
 from cbir.errors import CbirError
 from cbir.settings import Settings
-from cbir.store import opened
+from cbir.errors import CollectionIncompatible
+from cbir.store import reading
 from eval.runner import evaluate
 
 TIMED_QUERIES = 200
@@ -37,21 +38,27 @@ class CompareRow:
     ingested_now: bool
 
 
+def collection_settings(settings: Settings, name: str, limit: int | None) -> Settings:
+    """The encoder's own collection; a partial one (--limit) has a name of its own and never replaces a full one."""
+    s = settings.but(encoder=name)
+    n_train = datasets.SPLIT_SIZES["train"]
+    if limit is not None and limit < n_train:
+        s = s.but(collection=f"{s.collection_name}-first{limit}")
+    return s
+
+
 def ensure_ingested(settings: Settings, encoder, limit: int | None, progress: bool) -> bool:
-    """Ingest the encoder's collection unless it already holds this model's vectors of the (first limit) training images."""
+    """Bring the encoder's collection up to date (only what is missing is encoded); True if anything was written."""
+    from cbir.sources import idx_source
     from ingest.pipeline import ingest
 
-    n_train = datasets.SPLIT_SIZES["train"]
-    wanted = min(limit or n_train, n_train)
-    with opened(settings) as store:
-        meta = store.metadata()
-        ready = (meta is not None and meta.get("model_id") == encoder.model_id and meta.get("complete", True)
-                 and store.count() == wanted)
-    if ready:
-        return False
-    # Another model's vectors, or more points than asked for: rebuild rather than mix.
-    ingest(settings, encoder, limit=wanted, recreate=meta is not None, progress=progress)
-    return True
+    source = idx_source(settings, "train", first=limit)
+    try:
+        report = ingest(settings, encoder, source, progress=progress)
+    except CollectionIncompatible:
+        # Built by an older model of this encoder: rebuild it (beside the old one, switched when complete).
+        report = ingest(settings, encoder, source, recreate=True, progress=progress)
+    return report.points > 0
 
 
 def _timings(settings: Settings, encoder, images: np.ndarray) -> tuple[float, float]:
@@ -60,10 +67,10 @@ def _timings(settings: Settings, encoder, images: np.ndarray) -> tuple[float, fl
     encoder.encode(images)
     per_image = (time.perf_counter() - start) / len(images) * 1e6
     times = []
-    with opened(settings) as store:
+    with reading(settings, encoder.expected()) as reader:
         for image in images[: TIMED_QUERIES + 1]:
             t0 = time.perf_counter()
-            store.query_batch(encoder.encode(image[None]), 10)
+            reader.query_batch(encoder.encode(image[None]), 10)
             times.append(time.perf_counter() - t0)
     return per_image, float(np.median(times[1:])) * 1e3  # the first query pays for warming up
 
@@ -81,7 +88,7 @@ def compare(settings: Settings, names: list[str], n_queries: int | None, seed: i
     test = datasets.load(settings.dataset, "test", settings.data_dir, settings.cache_dir)
     rows = []
     for name in names:
-        s = replace(settings, encoder=name)
+        s = collection_settings(settings, name, limit)
         encoder = encoders.load_encoder(s)
         ingested = ensure_ingested(s, encoder, limit, progress)
         result = evaluate(s, encoder, n_queries, seed, progress=progress)

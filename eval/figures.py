@@ -11,6 +11,7 @@ from cbir.errors import CbirError
 from eval.runner import SIZE_CURVE_QUERIES, EvalReport
 
 MAP_POINTS = 5000  # the 2-D map shows at most this many queries
+MIN_UMAP_POINTS = 50  # fewer queries than this are mapped by PCA: UMAP's neighbour graph needs a crowd
 
 
 def _pyplot():
@@ -79,19 +80,26 @@ def embedding_map(report: EvalReport, path: Path, seed: int = 0) -> Path:
     if len(codes) > MAP_POINTS:
         pick = np.random.default_rng(seed).choice(len(codes), MAP_POINTS, replace=False)
         codes, labels = codes[pick], labels[pick]
-    if codes.shape[1] > 2:
+    method = "2-D UMAP"
+    if codes.shape[1] <= 2:
+        xy, method = codes, "the vectors themselves"
+    elif len(codes) < MIN_UMAP_POINTS:
+        # UMAP needs a neighbourhood graph; a handful of queries has none. Their first two principal axes instead.
+        centred = codes - codes.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        xy = centred @ vt[:2].T if len(vt) >= 2 else np.column_stack([centred @ vt[0], np.zeros(len(codes))])
+        method = "first two principal axes"
+    else:
         import warnings
 
         import umap
 
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
         xy = umap.UMAP(n_components=2, random_state=seed).fit_transform(codes)
-    else:
-        xy = codes
     fig, ax = plt.subplots(figsize=(6, 6))
     points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
     fig.colorbar(points, ax=ax, ticks=range(10), label="label")
-    ax.set(xticks=[], yticks=[], title=f"{len(codes)} test embeddings (2-D UMAP), coloured by label")
+    ax.set(xticks=[], yticks=[], title=f"{len(codes)} test embeddings ({method}), coloured by label")
     return _save(fig, path)
 
 

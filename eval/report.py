@@ -23,6 +23,8 @@ def markdown(summary: dict, pictures: dict[str, Path] | None = None) -> str:
         f"| LRAP | {summary['lrap']:.4f} |",
         f"| P@10 | {summary['p@10']:.4f} |",
         f"| mAP@100 | {summary['map@100']:.4f} |",
+        f"| queries scored | {summary['n_queries']} |",
+        f"| queries left out (class absent from the collection) | {summary.get('n_skipped', 0)} |",
         f"| seconds | {summary['seconds']} |",
         "",
         "| class | LRAP |",

@@ -11,12 +11,12 @@ import numpy as np
 from tqdm import tqdm
 
 from cbir import datasets
-from cbir.errors import CbirError
 from cbir.encoder import Encoder
+from cbir.errors import CbirError
 from cbir.settings import Settings
+from cbir.store import Backend, reading
 from eval import metrics
-from cbir.store import Store
-from search.query import checked
+from eval.ranking import Ranking
 
 
 @dataclass
@@ -34,6 +34,7 @@ class EvalReport:
     ap_at_100: np.ndarray
     seconds: float
     seed: int | None = None
+    n_skipped: int = 0  # queries whose class has no point in the collection: left out, not scored 1.0
     codes: np.ndarray | None = None  # the queries' vectors, for the embedding map
     top_ids: np.ndarray | None = None  # (n, 10) point ids of each query's first results
     top_labels: np.ndarray | None = None  # (n, 10) their labels
@@ -56,6 +57,7 @@ class EvalReport:
             "collection": self.collection,
             "model_id": self.model_id,
             "n_queries": int(len(self.lrap)),
+            "n_skipped": int(self.n_skipped),
             "database_size": int(self.database_size),
             "seed": self.seed,
             "lrap": round(float(self.lrap.mean()), 4),
@@ -69,10 +71,14 @@ class EvalReport:
 
 def select_queries(n_test: int, n_queries: int | None, seed: int) -> np.ndarray:
     """All test indices in order, or a seeded sample of n without replacement."""
-    if n_queries is None or n_queries >= n_test:
+    if n_queries is None:
         return np.arange(n_test)
     if n_queries < 1:
         raise CbirError(f"--queries must be at least 1 (got {n_queries})")
+    if n_queries > n_test:
+        raise CbirError(f"--queries {n_queries} is more than the {n_test} test images; use --queries all for every one")
+    if n_queries == n_test:
+        return np.arange(n_test)
     return np.random.default_rng(seed).choice(n_test, n_queries, replace=False)
 
 
@@ -117,38 +123,46 @@ def subset_lrap(distances: np.ndarray, relevant: np.ndarray, subsets: dict[int, 
 
 
 def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000, seed: int = 0,
-             chunk: int = 256, progress: bool = True, store: Store | None = None) -> EvalReport:
+             chunk: int = 256, progress: bool = True, backend: Backend | None = None) -> EvalReport:
     """Query the whole collection with test images and score every full ranking."""
     test = datasets.load(settings.dataset, "test", settings.data_dir, settings.cache_dir)
     idx = select_queries(len(test), n_queries, seed)
-    with checked(settings, encoder, store) as store, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        db_ids, db_labels = store.labels()
+    with reading(settings, encoder.expected(settings.dataset), backend) as reader, \
+            ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        ranking = Ranking(reader)
+        db_ids = ranking.ids
         if len(db_ids) == 0:
             raise CbirError(f"collection {settings.collection_name!r} is empty; run `ingest run` first")
-        class_sizes = np.bincount(db_labels, minlength=int(db_labels.max()) + 1)
+        classes, db_codes = np.unique(ranking.labels.astype(str), return_inverse=True)
+        class_sizes = np.bincount(db_codes, minlength=len(classes))
+        q_all = test.labels[idx]
+        present = np.isin(q_all.astype(str), classes)
+        n_skipped = int((~present).sum())
+        idx = idx[present]
+        if len(idx) == 0:
+            raise CbirError(f"none of the {len(present)} queries has its class in collection {settings.collection_name!r}; "
+                            "nothing to score")
+        q_labels = test.labels[idx].astype(np.int64)
+        q_codes = np.searchsorted(classes, q_labels.astype(str))
         start = time.perf_counter()
         codes = encoder.encode(test.images[idx])
-        q_labels = test.labels[idx].astype(np.int64)
         out = np.zeros((len(idx), 3))
         hits_at = np.zeros((len(idx), min(CURVE_K, len(db_ids))), dtype=bool)
         top_pos = np.zeros((len(idx), min(10, len(db_ids))), dtype=np.int64)
         subsets = database_subsets(len(db_ids), seed)
         curve_rows: list[dict[int, float]] = []
-        with tqdm(total=len(idx), desc="eval", unit="query", disable=not progress) as bar:
+        with tqdm(total=len(idx), desc="eval", unit="query", disable=not progress, leave=False) as bar:
             for lo in range(0, len(idx), chunk):
-                ids, dist = store.rank_all(codes[lo : lo + chunk])
-                if not np.array_equal(ids, db_ids):
-                    raise CbirError("the collection changed during evaluation; run it again when ingest is done")
+                dist = ranking.distances(codes[lo : lo + chunk])
                 rows = range(lo, min(lo + chunk, len(idx)))
 
                 def score(j: int):
-                    label = int(q_labels[j])
-                    n_rel = int(class_sizes[label]) if label < len(class_sizes) else 0
-                    res = score_ranking(dist[j - lo], db_labels, label, n_rel)
+                    label = int(q_codes[j])
+                    res = score_ranking(dist[j - lo], db_codes, label, int(class_sizes[label]))
                     if j >= SIZE_CURVE_QUERIES:
                         return res, None
                     # The whole collection is the last step: its LRAP is the one just computed.
-                    return res, {**subset_lrap(dist[j - lo], db_labels == label, subsets), len(db_ids): res[0]}
+                    return res, {**subset_lrap(dist[j - lo], db_codes == label, subsets), len(db_ids): res[0]}
 
                 # numpy's sorts release the GIL, so threads use every core
                 for j, (res, curve) in zip(rows, pool.map(score, rows)):
@@ -157,7 +171,13 @@ def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000,
                         curve_rows.append(curve)
                 bar.update(len(rows))
         seconds = time.perf_counter() - start
-    size_curve = {size: float(np.nanmean([c[size] for c in curve_rows])) for size in curve_rows[0]}
+        db_labels = ranking.labels
+    size_curve = {}
+    for size in curve_rows[0]:
+        scored = [c[size] for c in curve_rows if not np.isnan(c[size])]
+        if scored:  # a size at which no query's class is present has no LRAP to show
+            size_curve[size] = float(np.mean(scored))
     return EvalReport(settings.dataset, settings.collection_name, encoder.model_id, len(db_ids), idx, q_labels,
-                      out[:, 0], out[:, 1], out[:, 2], seconds, seed if n_queries is not None else None,
-                      codes=codes, top_ids=db_ids[top_pos], top_labels=db_labels[top_pos], hits_at=hits_at, size_curve=size_curve)
+                      out[:, 0], out[:, 1], out[:, 2], seconds, seed if n_queries is not None else None, n_skipped,
+                      codes=codes, top_ids=db_ids[top_pos], top_labels=db_labels[top_pos], hits_at=hits_at,
+                      size_curve=size_curve)

@@ -9,8 +9,10 @@ import typer
 
 from cbir import options as opt
 from cbir.errors import CbirError
+from cbir.noise import quiet_tensorflow
 
-app = typer.Typer(help="Fit an encoder and ingest a data set into Qdrant.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Fit an encoder and ingest a data set into Qdrant.", no_args_is_help=True, add_completion=False,
+                  cls=opt.OneLineGroup, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
 @app.callback()
@@ -55,7 +57,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Mini-batch size (dae: 128, dae-umap: 256).")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="Learning rate (dae: Adadelta's 1.0, the tutorial's; dae-umap: Adam's 1e-3).")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="dae only: adadelta, adam or sgd.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed for weights, noise, UMAP and shuffling (default 0).")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed for weights, noise, UMAP and shuffling (default 0).")] = None,
     train_size: Annotated[Optional[int], typer.Option(min=1, help="Fit on the first N images only.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the .keras file (default: CBIR_HOME/models/DATASET/ENCODER.keras).")] = None,
     home: opt.Home = None,
@@ -68,7 +70,9 @@ def train(
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder)
     config = _config(settings, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      optimizer=optimizer, seed=seed, train_size=train_size)
-    path, prov = train_and_save(settings, config, out, verbose=1 if opt.progress_enabled() else 2)
+    verbose = 1 if opt.progress_enabled() else 2
+    with quiet_tensorflow():
+        path, prov = train_and_save(settings, config, out, verbose=verbose)
     typer.echo(_summary(path, prov))
 
 
@@ -78,9 +82,9 @@ def run(
     train_first: Annotated[bool, typer.Option("--train", help="Fit the encoder into CBIR_HOME/models first and use it; implies --recreate.")] = False,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs when --train is given (default: the encoder's).")] = None,
     train_size: Annotated[Optional[int], typer.Option(min=1, help="With --train: fit on the first N images only.")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Ingest only the first N training images.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per encode/upsert batch.")] = 1000,
-    recreate: Annotated[bool, typer.Option(help="Drop the collection and build it anew.")] = False,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Ingest only the first N training images, into a collection of their own (default name: cbir-DATASET-ENCODER-firstN).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Images per encode/upsert batch.")] = 1000,
+    recreate: Annotated[bool, typer.Option(help="Build the collection anew, beside the old one, which answers searches until the new one replaces it.")] = False,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
@@ -89,25 +93,31 @@ def run(
     qdrant_url: opt.QdrantUrl = None,
     qdrant_api_key: opt.QdrantApiKey = None,
     collection: opt.Collection = None,
+    wait: opt.Wait = None,
 ) -> None:
-    """Encode the training split and upsert it into Qdrant (re-running overwrites, never duplicates)."""
+    """Encode the training split and write it into Qdrant: only what is new or changed; re-running never duplicates."""
     from cbir.encoder import Encoder
-    from cbir.encoders import load_encoder
+    from cbir.encoders import with_encoder
+    from cbir.sources import idx_source
     from ingest.pipeline import ingest
     from ingest.train import train_and_save
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder_name, model=model,
-                            qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key, collection=collection)
+                            qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key, collection=collection, wait=wait)
     if train_first:
-        path, prov = train_and_save(settings, _config(settings, epochs=epochs, train_size=train_size),
-                                    verbose=1 if opt.progress_enabled() else 2)
+        verbose = 1 if opt.progress_enabled() else 2
+        with quiet_tensorflow():
+            path, prov = train_and_save(settings, _config(settings, epochs=epochs, train_size=train_size), verbose=verbose)
         typer.echo(_summary(path, prov))
-        encoder = Encoder(path)
+        encoder = Encoder(path, name=settings.encoder)
     else:
-        encoder = load_encoder(settings)
-    # A new model makes every stored vector stale: rebuild rather than refuse.
-    report = ingest(settings, encoder, limit=limit, batch_size=batch_size, recreate=recreate or train_first,
-                    progress=opt.progress_enabled())
+        settings, encoder = with_encoder(settings)
+    source = idx_source(settings, "train", first=limit)
+    if source.partial and settings.collection is None:
+        # A part never replaces the whole: it gets a collection of its own.
+        settings = settings.but(collection=f"{settings.collection_name}-first{len(source)}")
+    report = ingest(settings, encoder, source, recreate=recreate or train_first, batch_size=batch_size,
+                    progress=opt.progress_enabled(), log=lambda line: typer.echo(line, err=True))
     typer.echo(report.summary())
 
 
@@ -130,8 +140,9 @@ def denoise(
 
     settings = opt.settings(home=home, dataset=dataset, model=model, encoder="dae")
     digit = preprocess.load_digit(image)
-    autoencoder = KerasModel(resolve_model_path(settings))
-    figure = denoise_figure(autoencoder, digit, noise=noise, seed=seed)
+    with quiet_tensorflow():
+        autoencoder = KerasModel(resolve_model_path(settings))
+        figure = denoise_figure(autoencoder, digit, noise=noise, seed=seed)
     typer.echo(f"wrote {render.save_png(figure, out)}")
 
 
@@ -148,7 +159,9 @@ def export_cmd(
     from cbir.model import export_model
 
     settings = opt.settings(home=home, dataset=dataset, encoder=encoder, model=model)
-    typer.echo(f"wrote {export_model(resolve_model_path(settings))}")
+    with quiet_tensorflow():
+        lite = export_model(resolve_model_path(settings))
+    typer.echo(f"wrote {lite}")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ class PcaConfig:
 
     dims: int = 32
     seed: int = 0
+    train_size: int | None = None  # None = the whole training split
 
 
 @dataclass(frozen=True)

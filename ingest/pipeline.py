@@ -1,119 +1,219 @@
-"""`ingest run`: read a data set split, encode it in batches, upsert the codes into Qdrant."""
+"""`ingest run`: read a source, encode what is new or changed, write it into a new build, publish it.
+
+read (a source's items) -> plan (what differs from the collection) -> encode (LiteRT, in batches)
+-> write (upsert into a build beside the current collection) -> publish (one atomic switch).
+
+Nothing is changed in place: a rebuild fills an empty build; an update copies the current
+collection and changes the copy. So a killed or interrupted ingest leaves the old collection
+answering, whole, and the next run removes what the killed one left.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
-from cbir import __version__, datasets, ids
-from cbir.errors import CbirError, Interrupted
+from cbir import __version__
 from cbir.encoder import Encoder
+from cbir.errors import CbirError, CollectionDamaged, CollectionIncompatible, Interrupted, StoreError
 from cbir.settings import Settings
-from cbir.store import Store, check_compatible, opened
+from cbir.store import Backend, CollectionMeta, open_backend
+from cbir.store.collection import check_compatible, now
+
+
+@dataclass
+class Plan:
+    """What an ingest will do to the collection."""
+
+    add: list = field(default_factory=list)
+    update: list = field(default_factory=list)
+    remove: list = field(default_factory=list)
+    unchanged: int = 0
+    rebuild: bool = False  # a fresh build (no collection yet, --recreate, or another source)
+
+    @property
+    def writes(self) -> int:
+        return len(self.add) + len(self.update)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.add or self.update or self.remove) or self.rebuild
 
 
 @dataclass(frozen=True)
 class IngestReport:
     """What an ingest did."""
 
-    points: int
-    total: int
-    seconds: float
-    location: str
     collection: str
+    location: str
+    total: int
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    seconds: float = 0.0
     encode_seconds: float = 0.0
     upsert_seconds: float = 0.0
+    index_seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def points(self) -> int:
+        return self.added + self.updated
 
     def summary(self) -> str:
+        if self.points == 0 and self.removed == 0:
+            return (f"collection {self.collection!r} is up to date: {self.total} points, unchanged {self.unchanged}, "
+                    f"in {self.location}{self.note}")
         rate = self.points / self.seconds if self.seconds > 0 else float("inf")
         return (
-            f"ingested {self.points} points in {self.seconds:.1f} s ({rate:.0f} points/s; "
-            f"encode {self.encode_seconds:.1f} s, upsert {self.upsert_seconds:.1f} s); "
-            f"collection {self.collection!r} now holds {self.total} points in {self.location}"
+            f"ingested {self.points} points in {self.seconds:.1f} s ({rate:.0f} points/s; encode {self.encode_seconds:.1f} s, "
+            f"upsert {self.upsert_seconds:.1f} s, index {self.index_seconds:.1f} s): added {self.added}, updated "
+            f"{self.updated}, removed {self.removed}, unchanged {self.unchanged}; collection {self.collection!r} now holds "
+            f"{self.total} points in {self.location}{self.note}"
         )
 
 
-def collection_metadata(encoder: Encoder, dataset: str) -> dict:
-    """What a collection records about how its vectors were made."""
-    return {"model_id": encoder.model_id, "model_file": encoder.path.name, "dataset": dataset, "cbir_version": __version__}
+def collection_meta(name: str, encoder: Encoder, source, n_points: int) -> CollectionMeta:
+    """The record of a collection this encoder builds from this source."""
+    return CollectionMeta(
+        name=name, dim=encoder.dim, model_id=encoder.model_id, encoder=encoder.name,
+        encoder_sha256=encoder.encoder_sha256, dataset=source.dataset, points=n_points, complete=False,
+        model_file=str(encoder.path), source=source.describe(), created=now(), cbir_version=__version__,
+    )
 
 
-def prepare(store: Store, encoder: Encoder, dataset: str, collection: str, recreate: bool) -> tuple[int, dict]:
-    """Make the collection ready for this model and mark it incomplete until the ingest finishes.
+def plan(session, source, encoder: Encoder, recreate: bool, hints) -> tuple[Plan, CollectionMeta | None]:
+    """Compare the source with the current collection; refuse what would lose data."""
+    wanted = source.manifest()
+    current = None
+    try:
+        current = session.current()
+    except (CollectionDamaged, CollectionIncompatible):
+        if not recreate:
+            raise  # the message says to rebuild with --recreate
+    if current is not None and source.kind == "idx":
+        refuse_shrinking(current, source, session.name, recreate)
+    if recreate or current is None:
+        return Plan(add=list(wanted), rebuild=True), current
+    check_compatible(current, encoder.expected(source.dataset), session.name, hints.rebuild, hints.build)
+    if current.source.get("kind") != source.describe()["kind"]:
+        raise CbirError(f"collection {session.name!r} was built from {current.source.get('kind')} data, not "
+                        f"{source.describe()['kind']}; use --collection NAME for another collection")
+    if current.source == source.describe():
+        return Plan(unchanged=current.points), current  # the same items of the same files: nothing to read
+    stored = stored_manifest(session)
+    p = Plan()
+    for pid, fp in wanted.items():
+        old = stored.pop(pid, None)
+        if old is None:
+            p.add.append(pid)
+        elif old != fp:
+            p.update.append(pid)
+        else:
+            p.unchanged += 1
+    p.remove = list(stored)
+    return p, current
 
-    Returns how many points it already holds and its metadata.
-    """
-    meta = store.metadata()
-    if meta is not None and recreate:
-        store.drop()
-        meta = None
-    if meta is None:
-        meta = {**collection_metadata(encoder, dataset), "complete": False}
-        store.create(encoder.dim, meta)
-        return 0, {**meta, "dim": encoder.dim}
-    check_compatible(meta, encoder.model_id, encoder.dim, collection)
-    if meta.get("dataset") != dataset:
-        raise CbirError(
-            f"collection {collection!r} holds {meta.get('dataset')}, not {dataset}; "
-            "use --collection NAME for another data set"
-        )
-    meta = {**meta, "complete": False}
-    store.set_metadata(meta)  # before the first write, so a killed run leaves a visible mark
-    return store.count(), meta
+
+def refuse_shrinking(current: CollectionMeta, source, name: str, recreate: bool) -> None:
+    """A partial ingest (--limit) never replaces a full collection, nor shrinks a partial one (unless --recreate)."""
+    held = current.first
+    wanted = source.describe()["first"]
+    if held is None and wanted is not None:
+        raise CbirError(f"collection {name!r} holds the whole {current.dataset} training split ({current.points} points); "
+                        f"--limit {wanted} would shrink it; ingest the part into its own collection (leave out "
+                        "--collection, or pass --collection NAME)")
+    if held is not None and wanted is not None and wanted < held and not recreate:
+        raise CbirError(f"collection {name!r} holds the first {held} images; --limit {wanted} would shrink it; "
+                        "use another --collection for the smaller part")
+
+
+def stored_manifest(session) -> dict:
+    """{point id: fingerprint} of what the current collection holds."""
+    backend = session.backend
+    reader = backend.reader(session.name)
+    try:
+        points = reader.points(with_vectors=False, fields=("fp",))
+    finally:
+        reader.close()
+    return dict(zip(points.ids.tolist(), points.payloads["fp"]))
 
 
 def ingest(
     settings: Settings,
     encoder: Encoder,
-    limit: int | None = None,
-    batch_size: int = 1000,
+    source,
     recreate: bool = False,
+    batch_size: int = 1000,
     progress: bool = True,
-    store: Store | None = None,
+    backend: Backend | None = None,
+    log=lambda line: None,
 ) -> IngestReport:
-    """Encode the training split and upsert it with stable ids; verify the count at the end."""
-    split = datasets.load(settings.dataset, "train", settings.data_dir, settings.cache_dir)
-    n = min(limit or len(split), len(split))
-    with opened(settings, store) as store:
-        before, meta = prepare(store, encoder, settings.dataset, settings.collection_name, recreate)
-        start = time.perf_counter()
-        encode_s = upsert_s = 0.0
-        done = 0
-        bars = dict(disable=not progress, unit="img", dynamic_ncols=True)
-        try:
-            with tqdm(total=n, desc="encode", position=0, **bars) as enc_bar, tqdm(total=n, desc="upsert", position=1, **bars) as up_bar:
-                for lo in range(0, n, batch_size):
-                    hi = min(lo + batch_size, n)
-                    t0 = time.perf_counter()
-                    codes = encoder.encode(split.images[lo:hi])
-                    t1 = time.perf_counter()
-                    encode_s += t1 - t0
-                    enc_bar.update(hi - lo)
-                    index = np.arange(lo, hi)
-                    payloads = [
-                        {"label": int(split.labels[i]), "split": "train", "index": int(i), "dataset": settings.dataset}
-                        for i in index
-                    ]
-                    store.upsert(ids.point_ids(settings.dataset, "train", index), codes, payloads)
-                    upsert_s += time.perf_counter() - t1
-                    up_bar.update(hi - lo)
-                    done = hi
-        except KeyboardInterrupt:
-            store.flush()
-            raise Interrupted(
-                f"interrupted after {done} of {n} points were written; the store is intact and marked "
-                "incomplete: run `ingest run` again to finish"
-            ) from None
-        t2 = time.perf_counter()
-        store.flush()
-        upsert_s += time.perf_counter() - t2
-        seconds = time.perf_counter() - start
-        total = store.count()
-        expected = max(before, n)  # stable ids: a re-run overwrites, it never adds
-        if total != expected:
-            raise CbirError(f"after ingest the collection holds {total} points, expected {expected}; re-run `ingest run`")
-        store.set_metadata({**meta, "complete": True})
-        return IngestReport(n, total, seconds, store.location, settings.collection_name, encode_s, upsert_s)
+    """Bring the settings' collection up to date with the source, built by encoder."""
+    owned = backend is None
+    backend = backend or open_backend(settings)
+    name = settings.collection_name
+    try:
+        with backend.writer(name) as session:
+            work, current = plan(session, source, encoder, recreate, backend.hints)
+            if not work.changes:
+                return IngestReport(name, backend.location_of(name),
+                                    current.points, unchanged=work.unchanged)
+            return _write(settings, session, backend, encoder, source, work, current, batch_size, progress, log)
+    finally:
+        if owned:
+            backend.close()
+
+
+def _write(settings, session, backend, encoder, source, work: Plan, current, batch_size, progress, log) -> IngestReport:
+    name = session.name
+    total_after = len(work.add) + len(work.update) + work.unchanged
+    meta = collection_meta(name, encoder, source, total_after)
+    build = session.build(meta, copy_current=not work.rebuild, expected_points=work.writes)
+    if session.swept:
+        log(f"removed {session.swept} unfinished or retired build(s) of collection {name!r} left by earlier runs")
+    start = time.perf_counter()
+    encode_s = upsert_s = 0.0
+    done = 0
+    todo = np.asarray(work.add + work.update)
+    try:
+        if work.remove:
+            build.delete(work.remove)
+        bars = dict(disable=not progress, unit="img", dynamic_ncols=True, leave=False)
+        with tqdm(total=len(todo), desc=f"ingest {name}", **bars) as bar:
+            for lo in range(0, len(todo), batch_size):
+                chunk = todo[lo : lo + batch_size]
+                images, payloads = source.load(chunk)
+                t0 = time.perf_counter()
+                codes = encoder.encode(images)
+                t1 = time.perf_counter()
+                build.upsert(chunk, codes, payloads)
+                t2 = time.perf_counter()
+                encode_s += t1 - t0
+                upsert_s += t2 - t1
+                done += len(chunk)
+                bar.update(len(chunk))
+        count = build.count()
+        if count != total_after:
+            raise StoreError(f"after writing, the new build of {name!r} holds {count} points, expected {total_after}; "
+                             f"nothing was changed; run {backend.hints.build} again")
+        t3 = time.perf_counter()
+        session.publish(build, meta)
+        index_s = time.perf_counter() - t3
+    except KeyboardInterrupt:
+        session.abort(build)
+        kept = f"the collection still holds its {current.points} points" if current is not None else "no collection was made"
+        raise Interrupted(f"interrupted after encoding {done} of {len(todo)} points; nothing was changed: {kept}; "
+                          f"run {backend.hints.build} again to finish") from None
+    except BaseException:
+        session.abort(build)
+        raise
+    seconds = time.perf_counter() - start
+    return IngestReport(name, backend.location_of(name),
+                        count, added=len(work.add), updated=len(work.update), removed=len(work.remove),
+                        unchanged=work.unchanged, seconds=seconds, encode_seconds=encode_s, upsert_seconds=upsert_s,
+                        index_seconds=index_s)

@@ -59,7 +59,7 @@ def default_config(name: str, dataset: str):
     if name == "pca":
         return fit.PcaConfig()
     if name == "dae-umap":
-        digits = datasets.DATASETS[dataset].digits
+        digits = datasets.get_spec(dataset).digits
         # Measured choices (README, Retrieval quality): digits are deskewed; clothes are compared by
         # contrast-normalised pixels, with their PCA kept beside the embedding for the nearest neighbours.
         return fit.ManifoldConfig(deskew=digits, unit_contrast=not digits, local_weight=0.0 if digits else 0.25)

@@ -9,10 +9,10 @@ import typer
 
 from cbir import options as opt
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
-@app.command()
+@app.command(cls=opt.OneLineCommand)
 @opt.cli_errors
 def search(
     images: Annotated[list[Path], typer.Argument(help="Query images (PNG, JPEG, ...) or folders of them.", show_default=False)],
@@ -28,13 +28,19 @@ def search(
     qdrant_url: opt.QdrantUrl = None,
     qdrant_api_key: opt.QdrantApiKey = None,
     collection: opt.Collection = None,
+    wait: opt.Wait = None,
 ) -> None:
     """Find the images in the collection most similar to each query image (Euclidean distance)."""
     from search import render
     from search.query import search_files
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder, model=model, qdrant_url=qdrant_url,
-                            qdrant_api_key=qdrant_api_key, collection=collection)
+                            qdrant_api_key=qdrant_api_key, collection=collection, wait=wait)
+    if grid is not None:
+        from search.pictures import check_grid_size
+        from search.query import expand
+
+        check_grid_size(len(expand(images)), top_k)
     results = search_files(settings, images, top_k=top_k, label=label)
     for i, res in enumerate(results):
         if as_json:

@@ -15,6 +15,15 @@ from cbir.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 
 
+def require_optional(available: bool, reason: str) -> None:
+    """Skip a test that needs an optional system piece, unless CBIR_REQUIRE_OPTIONAL=1 (CI) makes it a failure."""
+    if available:
+        return
+    if os.environ.get("CBIR_REQUIRE_OPTIONAL", "").strip() not in ("", "0"):
+        pytest.fail(f"{reason} (CBIR_REQUIRE_OPTIONAL=1: optional pieces are required here)")
+    pytest.skip(reason)
+
+
 def _mnist_dir() -> Path:
     env = os.environ.get("CBIR_DATA_DIR")
     path = Path(env) if env else REPO.parent / "shared" / "data" / "mnist"
@@ -79,9 +88,10 @@ def digit_png(tmp_path, mnist_test):
 
 @pytest.fixture
 def ingested(env, tiny_model, monkeypatch):
-    """An embedded collection (cbir-mnist-dae) of the first 2000 training images, built by the tiny model."""
+    """An embedded collection ('small') of the first 2000 training images, built by the tiny model."""
     monkeypatch.setenv("CBIR_ENCODER", "dae")
     monkeypatch.setenv("CBIR_MODEL", str(tiny_model))
+    monkeypatch.setenv("CBIR_COLLECTION", "small")
     from ingest.cli import app as ingest_app
     from tests.cli_helpers import invoke
 

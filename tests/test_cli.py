@@ -43,9 +43,9 @@ def test_ingest_run_prints_one_summary_line(ingested):
 
 def test_ingest_rerun_overwrites_instead_of_duplicating(ingested):
     again = invoke(ingest_app, ["run", "--limit", "2000"])
-    assert again.exit_code == 0 and "now holds 2000 points" in again.output
+    assert again.exit_code == 0 and "'small' is up to date: 2000 points, unchanged 2000" in again.output
     more = invoke(ingest_app, ["run", "--limit", "2500"])
-    assert "now holds 2500 points" in more.output
+    assert "added 500, updated 0, removed 0, unchanged 2000" in more.output and "now holds 2500 points" in more.output
 
 
 def test_search_prints_a_table_of_neighbours(ingested, digit_png):
@@ -153,8 +153,8 @@ def test_train_then_run_with_recreate(env, tiny_model, monkeypatch):
     refused = invoke(ingest_app, ["run", "--limit", "500"])
     one_line_error(refused, "was built by model", "--recreate")
     # ...until the collection is rebuilt with it.
-    rebuilt = invoke(ingest_app, ["run", "--limit", "300", "--recreate"])
-    assert rebuilt.exit_code == 0 and "now holds 300 points" in rebuilt.output
+    rebuilt = invoke(ingest_app, ["run", "--limit", "500", "--recreate"])
+    assert rebuilt.exit_code == 0 and "collection 'cbir-mnist-dae-first500' now holds 500 points" in rebuilt.output
 
 
 def test_run_with_train_first_rebuilds_the_collection(ingested, env, tiny_model, digit_png, monkeypatch):

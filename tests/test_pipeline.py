@@ -6,18 +6,19 @@ from sklearn.metrics import label_ranking_average_precision_score
 
 from cbir import datasets
 from cbir.settings import Settings
-from cbir.store import ServerStore
+from cbir.sources import idx_source
 from eval.runner import evaluate, select_queries
 from ingest.pipeline import ingest
 from search.query import search_files
+from tests.test_store import fresh_server
 
 N_DB = 3000
 
 
 @pytest.fixture(scope="module")
 def edge_settings(tmp_path_factory, mnist_dir, tiny_model, tiny_encoder):
-    settings = Settings(home=tmp_path_factory.mktemp("home"), data_dir=mnist_dir, model=tiny_model)
-    report = ingest(settings, tiny_encoder, limit=N_DB, progress=False)
+    settings = Settings(home=tmp_path_factory.mktemp("home"), data_dir=mnist_dir, model=tiny_model, collection="small")
+    report = ingest(settings, tiny_encoder, idx_source(settings, first=N_DB), progress=False)
     assert report.total == N_DB
     return settings
 
@@ -59,15 +60,14 @@ def test_search_finds_a_training_image_itself_at_distance_zero(edge_settings, ti
 
 
 def test_server_backend_gives_the_same_evaluation(edge_settings, tiny_encoder):
-    settings = Settings(home=edge_settings.home, data_dir=edge_settings.data_dir, qdrant_url=":memory:")
-    store = ServerStore.connect(":memory:", None, settings.collection_name)
-    ingest(settings, tiny_encoder, limit=N_DB, progress=False, store=store)
-    assert store.count() == N_DB
-    on_server = evaluate(settings, tiny_encoder, n_queries=30, seed=5, progress=False, store=store)
+    settings = edge_settings.but(qdrant_url=":memory:")
+    server = fresh_server()
+    report = ingest(settings, tiny_encoder, idx_source(settings, first=N_DB), progress=False, backend=server)
+    assert report.total == N_DB
+    on_server = evaluate(settings, tiny_encoder, n_queries=30, seed=5, progress=False, backend=server)
     embedded = evaluate(edge_settings, tiny_encoder, n_queries=30, seed=5, progress=False)
     # Two engines round float32 distances differently, which can flip near-ties: 1e-5 is plenty.
     np.testing.assert_allclose(on_server.lrap, embedded.lrap, atol=1e-5)
-    store.close()
 
 
 def test_query_sample_is_the_documented_one():
@@ -77,19 +77,20 @@ def test_query_sample_is_the_documented_one():
 
 def test_array_answer_agrees_with_the_qdrant_query_path(edge_settings, tiny_encoder, mnist_test):
     """Eval's fast path (the Edge shard's vectors as arrays) vs a Qdrant query with limit = all."""
-    from cbir.store import EdgeStore, scatter_full_rankings
+    from cbir.store import open_backend
+    from eval.ranking import Ranking, scatter_full_rankings
     from eval.runner import score_ranking
 
     codes = tiny_encoder.encode(mnist_test.images[:40])
-    store = EdgeStore(edge_settings.store_dir, edge_settings.collection_name)
+    reader = open_backend(edge_settings).reader(edge_settings.collection_name)
     try:
-        ids, labels = store.labels()
-        fast_ids, fast = store.rank_all(codes)
-        slow = scatter_full_rankings(store.query_batch(codes, len(ids), with_labels=False), ids)
+        ranking = Ranking(reader)
+        fast = ranking.distances(codes)
+        slow = scatter_full_rankings(reader.query_batch(codes, len(ranking), fields=()), ranking.ids)
     finally:
-        store.close()
-    assert fast_ids.tolist() == ids.tolist()
+        reader.close()
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+    labels = ranking.labels.astype(np.int64)
     sizes = np.bincount(labels)
     q_labels = mnist_test.labels[:40]
     a = np.array([score_ranking(fast[j], labels, int(c), int(sizes[c]))[:3] for j, c in enumerate(q_labels)])
@@ -97,3 +98,16 @@ def test_array_answer_agrees_with_the_qdrant_query_path(edge_settings, tiny_enco
     # float64 arrays vs Qdrant's float32 arithmetic can swap a near-tie: tiny per query, nil on average
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(a.mean(0), b.mean(0), atol=1e-6)
+
+
+def test_a_query_whose_class_is_absent_is_left_out_not_scored_one(tmp_path, mnist_dir, tiny_encoder):
+    """scikit-learn scores a query with no relevant item 1.0; eval leaves it out and counts it."""
+    settings = Settings(home=tmp_path, data_dir=mnist_dir, collection="few")
+    ingest(settings, tiny_encoder, idx_source(settings, first=3), progress=False)  # labels 5, 0, 4 only
+    report = evaluate(settings, tiny_encoder, n_queries=200, seed=1, progress=False)
+    test = datasets.load_split("mnist", "test", mnist_dir)
+    labels = test.labels[select_queries(10000, 200, 1)]
+    present = np.isin(labels, [5, 0, 4])
+    assert report.n_skipped == int((~present).sum()) > 0
+    assert len(report.lrap) == int(present.sum()) and report.summary()["n_skipped"] == report.n_skipped
+    assert set(report.query_labels.tolist()) <= {0, 4, 5}

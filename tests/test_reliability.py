@@ -18,10 +18,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from cbir.settings import Settings
-from cbir.store import EdgeStore, ServerStore
+from cbir.store.server import Connection
+from cbir.cli import app as cbir_app
 from ingest.cli import app as ingest_app
 from search.cli import app as search_app
-from tests.cli_helpers import invoke, one_line_error
+from tests.cli_helpers import invoke, one_line_error, one_line_stderr, run_cli
 
 
 
@@ -163,110 +164,77 @@ def test_unwritable_home(env, tiny_model, monkeypatch):
     one_line_error(invoke(ingest_app, ["run", "--limit", "100", "--model", str(tiny_model)]), "writable folder")
 
 
-# --- faults --------------------------------------------------------------------------------------
-
-def _ingest_process(env_home: Path, tiny_model: Path, mnist_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "CBIR_HOME": str(env_home), "CBIR_DATA_DIR": str(mnist_dir), "CBIR_MODEL": str(tiny_model),
-           "CBIR_ENCODER": "dae"}
-    code = "from ingest.cli import main; main()"
-    return subprocess.Popen([sys.executable, "-c", code, "run", *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_start(home: Path, proc: subprocess.Popen) -> None:
-    """Until the collection's metadata exists: the ingest has begun writing."""
-    meta = home / "qdrant" / "cbir-mnist-dae" / "collection.json"
-    for _ in range(600):
-        if meta.exists() or proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()
+def test_unreachable_server_is_named_and_fails_fast(env, digit_png, tiny_model):
+    proc = run_cli("search", digit_png, "--model", tiny_model,
+                   env={"CBIR_QDRANT_URL": "http://127.0.0.1:9", "CBIR_QDRANT_API_KEY": "sekrit-key-123"})
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    # A key over plain http gets one warning line; then the one error line.
+    assert lines[0].startswith("warning: the API key") and "unencrypted" in lines[0] and "https://" in lines[0]
+    assert proc.returncode == 2 and len(lines) == 2 and lines[1].startswith("error: ")
+    assert "http://127.0.0.1:9" in lines[1] and "is the server up" in lines[1]
+    assert "sekrit" not in proc.stderr + proc.stdout
 
 
-def _check_collection(home: Path, mnist_dir: Path, n: int) -> None:
-    from cbir.datasets import load_split
+def test_credentials_in_the_url_are_never_printed(env, digit_png, tiny_model):
+    proc = run_cli("search", digit_png, "--model", tiny_model, env={"CBIR_QDRANT_URL": "http://alice:pa55word@127.0.0.1:9"})
+    line = one_line_stderr(proc, "http://***@127.0.0.1:9")
+    assert "pa55word" not in proc.stderr + proc.stdout and "alice" not in line
 
-    store = EdgeStore(home / "qdrant", "cbir-mnist-dae")
+
+@pytest.mark.parametrize("url, fragment", [
+    ("ftp://127.0.0.1:6333", "is not an http:// or https:// URL"),
+    ("http://127.0.0.1:99999", "bad port"),
+    ("http://127.0.0.1:port", "bad port"),
+    ("http://local host:6333", "holds blanks"),
+    (" http://127.0.0.1:6333", "holds blanks"),
+    ("http://", "names no host"),
+])
+def test_bad_server_urls_are_one_line(env, digit_png, url, fragment, monkeypatch):
+    monkeypatch.setenv("CBIR_QDRANT_URL", url)
+    one_line_error(invoke(search_app, [str(digit_png)]), "CBIR_QDRANT_URL", fragment)
+
+
+def test_a_server_that_trickles_bytes_cannot_hang_a_command(tiny_model):
+    """The client's read timeout restarts with each byte; the request's own deadline does not."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.is_set():
+            try:
+                listener.settimeout(0.2)
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            def feed(c=conn):
+                try:
+                    c.recv(65536)
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+                    while not stop.is_set():
+                        c.sendall(b" ")  # one byte every 0.3 s: never silent long enough for a read timeout
+                        time.sleep(0.3)
+                except OSError:
+                    pass
+                finally:
+                    c.close()
+            threading.Thread(target=feed, daemon=True).start()
+
+    threading.Thread(target=trickle, daemon=True).start()
     try:
-        ids, labels = store.labels()
-        assert store.count() == n and len(np.unique(ids)) == n
-        assert ids.tolist() == list(range(1_000_000_000, 1_000_000_000 + n))
-        assert labels.tolist() == load_split("mnist", "train", mnist_dir).labels[:n].tolist()
-        assert store.metadata()["complete"] is True
+        from cbir.store.server import ServerBackend
+
+        backend = ServerBackend(Connection.open(f"http://127.0.0.1:{port}", None, timeout=2))
+        start = time.monotonic()
+        with pytest.raises(Exception) as caught:
+            backend.reader("x")
+        assert time.monotonic() - start < 15, "the trickle held the command"
+        assert type(caught.value).__name__ == "ServerError" and f"127.0.0.1:{port}" in str(caught.value)
     finally:
-        store.close()
-
-
-def test_sigkill_mid_ingest_then_rerun_gives_exactly_every_point_once(tmp_path, tiny_model, mnist_dir):
-    home, n = tmp_path / "home", 60000
-    proc = _ingest_process(home, tiny_model, mnist_dir, "--limit", str(n), "--batch-size", "50")
-    _wait_for_start(home, proc)
-    time.sleep(0.2)  # 1200 small batches take seconds: this lands part-way
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    # Killed part-way: the store opens, says it is incomplete, and search refuses it.
-    store = EdgeStore(home / "qdrant", "cbir-mnist-dae")
-    partial = store.count()
-    assert store.metadata()["complete"] is False
-    store.close()
-    assert partial < n
-    again = _ingest_process(home, tiny_model, mnist_dir, "--limit", str(n))
-    out, err = again.communicate(timeout=300)
-    assert again.returncode == 0, err
-    assert f"now holds {n} points" in out
-    _check_collection(home, mnist_dir, n)
-
-
-def test_search_refuses_an_incomplete_collection(ingested, digit_png, env):
-    store = EdgeStore(env / "home" / "qdrant", "cbir-mnist-dae")
-    store.set_metadata({**store.metadata(), "complete": False})
-    store.close()
-    one_line_error(invoke(search_app, [str(digit_png)]), "incomplete", "ingest run")
-
-
-def test_ctrl_c_stops_cleanly_and_says_how_far(tmp_path, tiny_model, mnist_dir):
-    home, n = tmp_path / "home", 60000
-    proc = _ingest_process(home, tiny_model, mnist_dir, "--limit", str(n), "--batch-size", "50")
-    _wait_for_start(home, proc)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "interrupted after" in lines[0] and f"of {n} points" in lines[0]
-    store = EdgeStore(home / "qdrant", "cbir-mnist-dae")  # opens fine afterwards
-    written = int(lines[0].split("interrupted after ")[1].split()[0])
-    assert store.count() >= written
-    store.close()
-    rerun = _ingest_process(home, tiny_model, mnist_dir, "--limit", str(n))
-    assert rerun.wait(timeout=300) == 0
-    _check_collection(home, mnist_dir, n)
-
-
-def test_search_while_another_process_holds_the_store(ingested, digit_png, env):
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from cbir.store import EdgeStore; "
-         f"s = EdgeStore({str(env / 'home' / 'qdrant')!r}, 'cbir-mnist-dae'); print('open', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "open"
-        one_line_error(invoke(search_app, [str(digit_png)]), "is busy", "try again")
-    finally:
-        holder.kill()
-        holder.wait()
-    assert invoke(search_app, [str(digit_png)]).exit_code == 0  # and works once it is free
-
-
-def test_unreachable_server_is_named_and_fails_fast(env, digit_png, tiny_model, monkeypatch):
-    monkeypatch.setenv("CBIR_QDRANT_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("CBIR_QDRANT_API_KEY", "sekrit-key-123")
-    result = invoke(search_app, [str(digit_png), "--model", str(tiny_model)])
-    line = one_line_error(result, "http://127.0.0.1:9", "is the server up")
-    assert "sekrit-key-123" not in result.output and "sekrit" not in line
+        stop.set()
+        listener.close()
 
 
 def test_a_server_that_never_answers_times_out(tiny_model):
@@ -275,21 +243,15 @@ def test_a_server_that_never_answers_times_out(tiny_model):
     listener.listen(8)  # accepts connections into the backlog, never replies
     port = listener.getsockname()[1]
     try:
-        store = ServerStore.connect(f"http://127.0.0.1:{port}", "sekrit-key-123", "x", timeout=1)
-        done = threading.Event()
-        errors = []
+        from cbir.store.server import ServerBackend
 
-        def call():
-            try:
-                store.metadata()
-            except Exception as exc:  # noqa: BLE001 - the test inspects what came out
-                errors.append(exc)
-            done.set()
-
-        threading.Thread(target=call, daemon=True).start()
-        assert done.wait(30), "no answer and no timeout: the client hangs"
-        assert type(errors[0]).__name__ == "CbirError"
-        assert f"127.0.0.1:{port}" in str(errors[0]) and "sekrit" not in str(errors[0])
+        backend = ServerBackend(Connection.open(f"http://127.0.0.1:{port}", "sekrit-key-123", timeout=1))
+        start = time.monotonic()
+        with pytest.raises(Exception) as caught:
+            backend.reader("x")
+        assert time.monotonic() - start < 10, "no answer and no timeout: the client hangs"
+        assert type(caught.value).__name__ == "ServerError"
+        assert f"127.0.0.1:{port}" in str(caught.value) and "sekrit" not in str(caught.value)
     finally:
         listener.close()
 
@@ -324,7 +286,7 @@ def small_disk(tmp_path, monkeypatch):
         from collections import namedtuple
 
         usage = namedtuple("usage", "total used free")
-        monkeypatch.setattr("cbir.store.shutil.disk_usage", lambda p: usage(80 * 2**20, 0, 66 * 2**20))
+        monkeypatch.setattr("cbir.store.files.shutil.disk_usage", lambda p: usage(80 * 2**20, 0, 66 * 2**20))
         assert real_shutil.disk_usage(tmp_path).free > 2**30
     yield mnt
     if mounted:
@@ -336,3 +298,155 @@ def test_full_disk_stops_ingest_with_one_line_and_no_crash(env, small_disk, tiny
     monkeypatch.setenv("CBIR_HOME", str(small_disk / "home"))
     result = invoke(ingest_app, ["run", "--model", str(tiny_model)])
     one_line_error(result, "not enough free space", "CBIR_HOME")
+
+
+# --- one line, never a traceback: every case that once printed one --------------------------------
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "--limit", "0"], "Invalid value for '--limit'"),
+    (["run", "--batch-size", "-5"], "Invalid value for '--batch-size'"),
+    (["train", "--seed", "-1"], "Invalid value for '--seed'"),
+    (["run", "--no-such-flag"], "No such option"),
+    (["nosuchcommand"], "No such command"),
+])
+def test_usage_errors_are_one_line_not_a_box(env, args, fragment):
+    line = one_line_error(invoke(ingest_app, args), fragment)
+    assert "--help" in line  # and where to look next
+
+
+def test_training_an_unknown_dataset_is_one_line(env):
+    one_line_error(invoke(ingest_app, ["train", "--dataset", "cifar"]), "unknown dataset 'cifar'", "mnist, fashion-mnist")
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("x" * 300, "300 bytes long"), ("../escape", "contains '/'"), ("/tmp/abs", "contains '/'"), ("..", "not a collection name"),
+    (".", "not a collection name"), ("a\\b", "contains '\\\\'"), ("tab\there", "control character"), (" lead", "blank"),
+])
+def test_bad_collection_names_are_one_line_naming_the_rule(env, digit_png, name, fragment, monkeypatch):
+    one_line_error(invoke(search_app, [str(digit_png), "--collection", name]), "collection name", fragment)
+    monkeypatch.setenv("CBIR_COLLECTION", name)  # the same from the environment
+    one_line_error(invoke(search_app, [str(digit_png)]), "CBIR_COLLECTION", fragment)
+
+
+def test_eval_queries_beyond_the_test_split_is_an_error(ingested):
+    one_line_error(invoke(cbir_app, ["eval", "run", "--queries", "10001"]), "--queries 10001 is more than the 10000 test images")
+
+
+@pytest.mark.parametrize("n", ["2", "3"])
+def test_eval_report_with_two_or_three_queries(ingested, tmp_path, n):
+    out = tmp_path / "r"
+    result = invoke(cbir_app, ["eval", "run", "--queries", n, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["n_queries"] + json.loads(
+        result.output.strip().splitlines()[-1])["n_skipped"] == int(n)
+    assert (out / "embedding_map.png").is_file() and (out / "eval.md").is_file()
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"a string"', "null", "{not json"])
+def test_a_mangled_collection_record_is_damage_with_the_command_that_rebuilds(ingested, digit_png, env, content):
+    folder = env / "home" / "qdrant" / "small"
+    gen = json.loads((folder / "CURRENT").read_text())["generation"]
+    (folder / gen / "collection.json").write_text(content)
+    line = one_line_error(invoke(search_app, [str(digit_png)]), "collection 'small'", "ingest run --recreate")
+    assert "--collection small" in line
+
+
+def test_stdout_to_a_full_device_is_one_line(ingested, digit_png):
+    with open("/dev/full", "w") as full:
+        proc = run_cli("search", digit_png, stdout=full, stderr=subprocess.PIPE) if False else subprocess.run(
+            [sys.executable, "-c", "from search.cli import main; main()", str(digit_png)],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, env=os.environ.copy())
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write the output"), proc.stderr
+
+
+def test_a_grid_too_large_to_draw_is_refused_before_searching(ingested, digit_png, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(25):
+        (folder / f"q{i}.png").write_bytes(digit_png.read_bytes())
+    one_line_error(invoke(search_app, [str(folder), "-k", "1000", "--grid", str(tmp_path / "g.png")]), "--grid would draw")
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_a_fifo_is_refused_not_waited_on(ingested, tmp_path):
+    fifo = tmp_path / "q.png"
+    os.mkfifo(fifo)
+    proc = run_cli("search", fifo, timeout=60)
+    one_line_stderr(proc, "not a regular file")
+
+
+def test_a_gzip_bomb_in_the_data_dir_is_refused(env, tmp_path, mnist_dir, monkeypatch, tiny_model):
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in mnist_dir.glob("*-ubyte.gz"):
+        (data / f.name).write_bytes(f.read_bytes())
+    header = struct.pack(">HBBIII", 0, 8, 3, 60000, 28, 28)
+    with gzip.open(data / "train-images-idx3-ubyte.gz", "wb") as fh:  # 60000 images announced, 400 MB inside
+        fh.write(header)
+        for _ in range(400):
+            fh.write(b"\0" * 2**20)
+    monkeypatch.setenv("CBIR_DATA_DIR", str(data))
+    one_line_error(invoke(ingest_app, ["run", "--model", str(tiny_model)]), "expands to more than", "train-images")
+
+
+def _keras_model(tmp_path, name, build):
+    """A saved .keras model with its .tflite, as `ingest train` writes them."""
+    import keras
+
+    from cbir.model import export_encoder
+
+    path = tmp_path / f"{name}.keras"
+    model = build(keras)
+    model.save(path)
+    export_encoder(model, path)
+    return path
+
+
+@pytest.mark.parametrize("kind, fragment", [
+    ("input 32x32", "takes inputs of shape (32, 32, 1)"),
+    ("4-D output", "outputs arrays of shape"),
+])
+def test_a_model_of_the_wrong_shape_is_refused_at_ingest(env, tmp_path, kind, fragment):
+    def build(keras):
+        if kind == "input 32x32":
+            inp = keras.Input((32, 32, 1))
+            return keras.Model(inp, keras.layers.Flatten()(inp))
+        inp = keras.Input((28, 28, 1))
+        return keras.Model(inp, keras.layers.Conv2D(2, 3, padding="same")(inp))
+
+    path = _keras_model(tmp_path, kind.replace(" ", "_"), build)
+    one_line_error(invoke(ingest_app, ["run", "--limit", "10", "--model", str(path)]), fragment)
+
+
+def test_tensorflows_start_up_lines_do_not_reach_the_user(env, tmp_path):
+    proc = run_cli("ingest", "train", "--encoder", "pca", "--train-size", "300", "--out", tmp_path / "p.keras",
+                   env={"CBIR_HOME": str(tmp_path / "home")}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    noise = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert noise == [], noise  # no oneDNN / CUDA / absl lines: only what cbir itself says
+    assert proc.stdout.startswith(f"saved {tmp_path / 'p.keras'} (pca encoder")
+
+
+def test_cbir_debug_shows_the_traceback_to_a_maintainer(env, tmp_path):
+    missing = tmp_path / "none.png"
+    quiet = run_cli("search", missing)
+    one_line_stderr(quiet, "no such file")
+    loud = run_cli("search", missing, env={"CBIR_DEBUG": "1"})
+    assert loud.returncode != 0 and "Traceback" in loud.stderr and "CbirError" in loud.stderr
+
+
+def test_a_home_with_a_tilde_is_the_users_home(env, monkeypatch):
+    monkeypatch.setenv("CBIR_HOME", "~/cbir-x")
+    assert Settings.from_env().home == Path.home() / "cbir-x"
+    monkeypatch.setenv("CBIR_MODEL", "~/m.keras")
+    assert Settings.from_env(home=Path("~/y")).model == Path.home() / "m.keras"
+    assert Settings.from_env(home=Path("~/y")).home == Path.home() / "y"
+
+
+def test_relative_paths_are_shown_resolved(env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CBIR_DATA_DIR", "../no-such-data")
+    line = one_line_error(invoke(ingest_app, ["run", "--limit", "5"]), "does not exist")
+    assert str(tmp_path.parent / "no-such-data") in line
