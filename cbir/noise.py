@@ -16,13 +16,13 @@ from contextlib import contextmanager
 
 NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\] .*)$"
+    rb"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\] .*)$"
 )
 
 
 @contextmanager
 def quiet_tensorflow():
-    """Run the body with TensorFlow's absl INFO/WARNING lines filtered out of stderr."""
+    """Run the body with TensorFlow's absl log lines (INFO, WARNING, ERROR: its internals, not the user's problem; real failures arrive as exceptions) filtered out of stderr."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)

@@ -53,6 +53,7 @@ WRITE_LOCK = "write.lock"
 # (optimising an index writes a new segment before the old one goes).
 RESERVE_BYTES = 64 * 2**20
 HNSW_M, HNSW_EF_CONSTRUCT = 16, 100
+FULL_DISK_BYTES = 4 * 2**20  # less than this free, and a failure to open a shard is blamed on the disk
 
 
 def bytes_per_point(dim: int) -> int:
@@ -305,7 +306,10 @@ class EdgeWriteSession:
 
     def _retire(self, gen: str, wait: float) -> int:
         """Delete a generation nobody reads (exclusive lock within wait); 1 if gone, 0 if still in use."""
-        lock = FileLock(self.dir / f"{gen}.lock", f"generation {gen} of collection {self.name!r}")
+        lock_path = self.dir / f"{gen}.lock"
+        if os.path.islink(lock_path):
+            lock_path.unlink()  # not ours: removed, never followed
+        lock = FileLock(lock_path, f"generation {gen} of collection {self.name!r}")
         try:
             lock.acquire(exclusive=True, wait=wait)
         except StoreBusy:
@@ -516,7 +520,7 @@ class EdgeBackend:
                 raise CollectionMissing(f"collection {name!r} does not exist yet{why}; run {self.hints.build} first")
             lock = FileLock(folder / f"{gen}.lock", f"collection {name!r}")
             try:
-                lock.acquire(exclusive=False, wait=max(0.0, deadline - time.monotonic()))
+                lock.acquire(exclusive=False, wait=max(0.0, deadline - time.monotonic()), waited=self.wait)
             except OSError as exc:
                 raise StoreError(f"cannot open collection {name!r} in {folder}: {exc.strerror or exc}; "
                                  "check permissions in CBIR_HOME") from exc
@@ -537,6 +541,13 @@ class EdgeBackend:
         try:
             engine_shard = _engine().EdgeShard.load(str(gdir / "shard"))
         except Exception as exc:
+            free = files.free_bytes(gdir)
+            if free < FULL_DISK_BYTES:
+                # The engine rewrites a small file when it opens a shard: even reading needs a little room.
+                raise StoreError(
+                    f"not enough free space to open collection {name!r} in {gdir}: {free // 1024} KiB free; "
+                    "free some space on that disk and try again (the collection itself is intact)"
+                ) from exc
             raise CollectionDamaged(f"collection {name!r} is damaged: its shard in {gdir} does not load ({_short(exc)}); "
                                     f"rebuild it with {hints.rebuild}") from exc
         shard = _Shard(engine_shard, gdir / "shard", name, hints)

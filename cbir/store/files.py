@@ -69,12 +69,14 @@ def fsync_dir(path: Path) -> None:
 
 
 def remove_tree(path: Path, root: Path) -> None:
-    """Delete a folder of the store's own; a link is refused (shutil.rmtree never follows links inside)."""
-    refuse_link(path, root)
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
+    """Delete a folder of the store's own. A link is removed itself, never followed (nor are links inside:
+    shutil.rmtree does not follow them)."""
+    if os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) != os.path.abspath(root):
+        raise StoreError(f"{path} lies outside the store {root}; refusing to delete it")
+    if os.path.islink(path) or (path.exists() and not path.is_dir()):
         path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def copy_tree_sparse(src: Path, dst: Path) -> None:

@@ -28,11 +28,12 @@ def describe_process(pid: int) -> str:
                  for i, w in enumerate(argv) if w]
         if len(words) > 1 and words[0].startswith("python"):
             words = words[1:]  # `python -m x`, `python script`: the script says more than the interpreter
-        command = " ".join(words)
+            words[0] = Path(words[0]).name if not words[0].startswith("-") else words[0]
+        command = " ".join(" ".join(words).split())  # one line, however the arguments were written
     except OSError:
         return f"pid {pid}"
-    if len(command) > 80:
-        command = command[:77] + "..."
+    if len(command) > 120:
+        command = command[:117] + "..."
     return f"pid {pid} (`{command}`)" if command else f"pid {pid}"
 
 
@@ -65,8 +66,10 @@ class FileLock:
         self.create = create
         self._fd: int | None = None
 
-    def acquire(self, exclusive: bool, wait: float) -> "FileLock":
+    def acquire(self, exclusive: bool, wait: float, waited: float | None = None) -> "FileLock":
         """Take the lock, retrying until `wait` seconds have passed; then raise StoreBusy.
+
+        waited: the wait the user asked for, when `wait` is what is left of it (for the message).
 
         Raises FileNotFoundError when create=False and the lock file is gone (its generation was retired).
         """
@@ -87,7 +90,7 @@ class FileLock:
                         raise
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise StoreBusy(self._busy_message(fd, wait, exclusive))
+                    raise StoreBusy(self._busy_message(fd, wait if waited is None else waited, exclusive))
                 time.sleep(min(pause, remaining))
                 pause = min(pause * 2, 0.05)
         except BaseException:
