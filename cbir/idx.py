@@ -61,17 +61,24 @@ def gunzip_bounded(raw: bytes, name: str, limit: int | None = None) -> bytes:
     try:
         head = stream.decompress(raw, 4 + 4 * 4)  # the longest IDX header
         expected = limit if limit is not None else idx_size(head)
-        if expected is None:
-            return head + stream.decompress(stream.unconsumed_tail, MAX_BYTES + 1 - len(head))  # parse_idx says why
+        if expected is None:  # not IDX inside: parse_idx says why, unless the gzip itself is broken
+            data = head + stream.decompress(stream.unconsumed_tail, MAX_BYTES + 1 - len(head))
+            if not stream.eof:
+                raise CbirError(f"{name}: corrupt or truncated gzip data (it ends early); re-download it")
+            return data
         if expected > MAX_BYTES:
             raise CbirError(f"{name}: its header announces {expected} bytes, more than any data set cbir reads; "
                             "the file is corrupt, re-download it")
         data = head
         if len(head) <= expected:
             data += stream.decompress(stream.unconsumed_tail, expected + 1 - len(head))
-        if len(data) > expected or (stream.unconsumed_tail and len(data) >= expected):
+        if len(data) <= expected and not stream.eof:
+            data += stream.decompress(stream.unconsumed_tail, 1)  # reach the end of the stream (its trailer)
+        if len(data) > expected:
             raise CbirError(f"{name}: expands to more than the {expected} bytes its header announces; "
                             "the file is corrupt (or a gzip bomb), re-download it")
+        if not stream.eof:
+            raise CbirError(f"{name}: corrupt or truncated gzip data (it ends early); re-download it")
     except zlib.error as exc:
         raise CbirError(f"{name}: corrupt or truncated gzip data ({exc}); re-download it") from exc
     return data
@@ -80,7 +87,7 @@ def gunzip_bounded(raw: bytes, name: str, limit: int | None = None) -> bytes:
 def read_bytes(path: Path) -> bytes:
     """Read a file, transparently gunzipping it (bounded, see gunzip_bounded) when it is gzip-compressed."""
     try:
-        if not path.is_file():
+        if path.exists() and not path.is_file():
             raise CbirError(f"{path}: not a regular file; point --data-dir at a folder of IDX files")
         raw = path.read_bytes()
     except OSError as exc:

@@ -15,7 +15,8 @@ def test_compare_builds_a_collection_per_encoder_and_one_table(env, tmp_path):
     assert first.exit_code == 0, first.output
     rows = json.loads((out / "compare.json").read_text())["rows"]
     assert [r["encoder"] for r in rows] == ["pixels", "pca"]
-    assert [r["collection"] for r in rows] == ["cbir-mnist-pixels", "cbir-mnist-pca"]
+    # a part (--limit) has collections of its own: it never replaces a full one
+    assert [r["collection"] for r in rows] == ["cbir-mnist-pixels-first1500", "cbir-mnist-pca-first1500"]
     assert [r["dim"] for r in rows] == [784, 32] and [r["vector_bytes"] for r in rows] == [3136, 128]
     for r in rows:
         assert r["database_size"] == 1500 and r["n_queries"] == 30 and r["ingested_now"]
@@ -24,7 +25,8 @@ def test_compare_builds_a_collection_per_encoder_and_one_table(env, tmp_path):
     assert "| encoder | LRAP | P@10 | mAP@100 | encode µs/image | query p50 ms | vector |" in table
     assert f"| pixels | {rows[0]['lrap']:.4f} |" in table and table in first.output + "\n"
     # Same scores as evaluating one encoder by hand.
-    single = invoke(cbir_app, ["eval", "run", "--encoder", "pca", "--queries", "30", "--json"])
+    single = invoke(cbir_app, ["eval", "run", "--encoder", "pca", "--queries", "30", "--json",
+                               "--collection", "cbir-mnist-pca-first1500"])
     assert json.loads(single.output.strip().splitlines()[-1])["lrap"] == rows[1]["lrap"]
     # A second run reuses the collections.
     again = invoke(cbir_app, args + ["--json"])

@@ -20,7 +20,9 @@ def full_home(tmp_path_factory, mnist_dir):
            "CBIR_ENCODER": None, "CBIR_COLLECTION": None, "CBIR_DATASET": None}
     result = runner.invoke(app, ["ingest", "run"], env=env)
     assert result.exit_code == 0, result.output
-    assert re.match(r"ingested 60000 points in [\d.]+ s \(\d+ points/s; encode [\d.]+ s, upsert [\d.]+ s\); collection 'cbir-mnist-dae-umap' now holds 60000 points", result.output)
+    assert re.match(r"ingested 60000 points in [\d.]+ s \(\d+ points/s; encode [\d.]+ s, upsert [\d.]+ s, index [\d.]+ s\): "
+                    r"added 60000, updated 0, removed 0, unchanged 0; collection 'cbir-mnist-dae-umap' now holds 60000 points",
+                    result.output), result.output
     return env
 
 
