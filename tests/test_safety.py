@@ -389,3 +389,24 @@ def test_a_rebuild_that_cannot_fit_is_refused_before_anything_is_touched(small_d
     filler.unlink()  # room again: nothing was lost
     assert count_points(world) == (N, gen) and generations(world) == [gen]
     assert search_ok(world, digit_png)["results"]
+
+
+def test_a_store_of_an_older_cbir_is_refused_with_advice_that_rebuilds_it(world, digit_png):
+    import qdrant_edge as qe
+
+    folder = collection_dir(world, "old")
+    folder.mkdir()
+    shard = qe.EdgeShard.create(str(folder / "shard"), qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=128, distance=qe.Distance.Euclid)))
+    shard.close()
+    (folder / "collection.json").write_text(json.dumps({"model_id": "0123456789abcdef", "dim": 128, "complete": True}))
+    env = {**world["env"], "CBIR_COLLECTION": "old"}
+    line = one_line_stderr(run_cli("search", digit_png, env=env), "older cbir", "--recreate")
+    assert run_cli(*advised(line), "--limit", 100, env=env).returncode == 0
+    assert search_ok({**world, "env": env}, digit_png)["results"]
+    assert not (folder / "shard").exists() and not (folder / "collection.json").exists()  # the old layout is gone
+
+
+def test_searching_a_missing_collection_points_at_the_partial_one(world, digit_png):
+    env = {**world["env"], "CBIR_COLLECTION": ""}
+    assert run_cli("ingest", "run", "--limit", 300, env=env).returncode == 0
+    one_line_stderr(run_cli("search", digit_png, env=env), "does not exist yet", "--collection cbir-mnist-dae-first300")

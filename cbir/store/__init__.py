@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from cbir import advice
+from cbir.errors import CbirError, CollectionMissing
 from cbir.settings import Settings
 from cbir.store.base import Backend, CollectionInfo, Hits, Points, Reader, check_finite
 from cbir.store.collection import SCHEMA, CollectionMeta, Expected, Hints, check_compatible
@@ -55,13 +56,27 @@ def open_backend(settings: Settings, extra_hint_flags: tuple[str, ...] = ()) -> 
     return EdgeBackend(settings.store_dir, settings.wait, h)
 
 
+def _with_partials(exc: CollectionMissing, backend: Backend, name: str) -> CollectionMissing:
+    """A missing collection whose partial builds (`ingest run --limit N`) exist: say how to search those."""
+    try:
+        partials = [c.name for c in backend.collections() if c.name.startswith(f"{name}-first") and c.meta is not None]
+    except CbirError:
+        return exc
+    if not partials:
+        return exc
+    return CollectionMissing(f"{exc}; or search the part that exists with --collection {partials[0]}")
+
+
 @contextmanager
 def reading(settings: Settings, expected: Expected | None = None, backend: Backend | None = None) -> Iterator[Reader]:
     """The settings' collection open for reading, checked against the encoder that will query it."""
     owned = backend is None
     backend = backend or open_backend(settings)
     try:
-        reader = backend.reader(settings.collection_name)
+        try:
+            reader = backend.reader(settings.collection_name)
+        except CollectionMissing as exc:
+            raise _with_partials(exc, backend, settings.collection_name) from exc
         try:
             if expected is not None:
                 check_compatible(reader.meta, expected, settings.collection_name,
