@@ -34,6 +34,7 @@ class DatasetSpec:
     md5: dict[str, str]  # stem -> md5 of the uncompressed bytes
     system_dirs: tuple[Path, ...] = ()
     digits: bool = False  # handwriting: deskewing is safe (a slanted 1 is still a 1; a slanted shoe is not a shoe)
+    class_names: tuple[str, ...] = ()  # label i stands for class_names[i] (digits stand for themselves)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -66,6 +67,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
         },
         system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     ),
 }
 

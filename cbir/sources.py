@@ -68,6 +68,15 @@ class IdxSource:
         return self.data.images[index], payloads
 
 
+    def held_out(self, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, str] | None:
+        """Images of the same kind that are not in the collection, to calibrate the match signal with."""
+        if self.split != "train":
+            return None
+        test = datasets.load(self.dataset, "test", self.data_dir, self.cache_dir)
+        pick = np.random.default_rng(seed).choice(len(test), min(n, len(test)), replace=False)
+        return test.images[np.sort(pick)], f"{len(pick)} {self.dataset} test images"
+
+
 def idx_source(settings, split: str = "train", first: int | None = None) -> IdxSource:
     """The settings' data set as a source."""
     return IdxSource(settings.dataset, split, settings.data_dir, settings.cache_dir, first)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from cbir import __version__
+from cbir import __version__, match
 from cbir.encoder import Encoder
 from cbir.errors import CbirError, CollectionDamaged, CollectionIncompatible, Interrupted, StoreError
 from cbir.settings import Settings
@@ -132,6 +132,16 @@ def refuse_shrinking(current: CollectionMeta, source, name: str, recreate: bool)
                         "use another --collection for the smaller part")
 
 
+def calibrate(build, encoder: Encoder, source) -> dict:
+    """What real queries' nearest distances are in this build: the match signal's yardstick (cbir.match)."""
+    held = source.held_out() if hasattr(source, "held_out") else None
+    if held is None:
+        return {}
+    images, what = held
+    distances = [h.distances[0] for h in build.query_batch(encoder.encode(images), 1, fields=()) if len(h.distances)]
+    return match.calibrate(np.asarray(distances), what)
+
+
 def stored_manifest(session) -> dict:
     """{point id: fingerprint} of what the current collection holds."""
     backend = session.backend
@@ -201,6 +211,7 @@ def _write(settings, session, backend, encoder, source, work: Plan, current, bat
         if count != total_after:
             raise StoreError(f"after writing, the new build of {name!r} holds {count} points, expected {total_after}; "
                              f"nothing was changed; run {backend.hints.build} again")
+        meta = meta.but(extra={**meta.extra, "calibration": calibrate(build, encoder, source)})
         t3 = time.perf_counter()
         session.publish(build, meta)
         index_s = time.perf_counter() - t3

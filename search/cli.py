@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cbir import options as opt
+from cbir.errors import CbirError
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -15,11 +16,14 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 @app.command(cls=opt.OneLineCommand)
 @opt.cli_errors
 def search(
-    images: Annotated[list[Path], typer.Argument(help="Query images (PNG, JPEG, ...) or folders of them.", show_default=False)],
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Query images (PNG, JPEG, ...) or folders of them.", show_default=False)] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results per query.")] = 10,
     label: Annotated[Optional[int], typer.Option(help="Only results with this label (0-9).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query instead of a table.")] = False,
     grid: Annotated[Optional[Path], typer.Option(help="Also write a picture of queries and results (PNG).")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search the images in subfolders of the folders given too.")] = False,
+    point_ids: Annotated[Optional[list[int]], typer.Option("--id", help="Use a stored point as the query (repeatable): its nearest neighbours, not itself.", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
@@ -30,29 +34,69 @@ def search(
     collection: opt.Collection = None,
     wait: opt.Wait = None,
 ) -> None:
-    """Find the images in the collection most similar to each query image (Euclidean distance)."""
+    """Find the images in the collection most similar to each query image (Euclidean distance).
+
+    Every file is tried: one that fails gets a line on stderr (and, with --json, {"query", "error"} in its
+    place); the exit code is 1 when some failed, 2 when none could be searched.
+    """
     from search import render
-    from search.query import search_files
+    from search.inputs import collect
+    from search.query import check_request
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder, model=model, qdrant_url=qdrant_url,
                             qdrant_api_key=qdrant_api_key, collection=collection, wait=wait)
+    check_request(top_k, label, None)
+    if images and point_ids:
+        raise CbirError("give query images or --id, not both")
+    if point_ids:
+        from search.query import search_ids
+
+        n_queries = len(point_ids)
+        results = iter(search_ids(settings, point_ids, top_k, label))
+    else:
+        found = collect(images or [], recursive)
+        if not found.files:
+            from search.query import no_images_message
+
+            raise CbirError(no_images_message(images or [], found))
+        if found.skipped():
+            typer.echo(found.skipped(), err=True)
+        n_queries = len(found.files)
+        results = None
     if grid is not None:
         from search.pictures import check_grid_size
-        from search.query import expand
 
-        check_grid_size(len(expand(images)), top_k)
-    results = search_files(settings, images, top_k=top_k, label=label)
+        check_grid_size(n_queries, top_k)
+    if results is None:
+        from tqdm import tqdm
+
+        from search.query import iter_search
+
+        bar = tqdm(total=n_queries, desc="search", unit="img", leave=False, disable=not opt.progress_enabled(quiet) or n_queries < 512)
+        results = iter_search(settings, found.files, top_k, label, progress=bar.update)
+    failed, kept = 0, []
     for i, res in enumerate(results):
-        if as_json:
+        if res.error is not None:
+            failed += 1
+            typer.echo(f"error: {res.error}", err=True)
+            if as_json:
+                typer.echo(render.json_line(res))
+        elif as_json:
             typer.echo(render.json_line(res))
         else:
             typer.echo(("\n" if i else "") + render.table(res))
+        if grid is not None:
+            kept.append(res)
+    if results is not None and hasattr(results, "close"):
+        results.close()
     if grid is not None:
         from cbir.render import save_png
         from search.pictures import grid_image  # PIL drawing and data-set reading: only when asked
 
-        path = save_png(grid_image(settings, results), grid)
+        path = save_png(grid_image(settings, kept), grid)
         typer.echo(f"wrote {path}", err=as_json)
+    if failed:
+        raise typer.Exit(2 if failed == n_queries else 1)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ def result_images(settings: Settings, point_ids: np.ndarray) -> list[np.ndarray]
     return out
 
 
-MAX_CELLS = 20_000  # about 400 megapixels of picture: beyond this nobody looks at it, and memory runs out
+MAX_CELLS = 2_500  # about 44 megapixels (130 MB as RGB): beyond this nobody looks, and memory runs out
 
 
 def check_grid_size(n_queries: int, top_k: int) -> None:
@@ -34,12 +34,27 @@ def check_grid_size(n_queries: int, top_k: int) -> None:
 
 
 def grid_image(settings: Settings, results: list[QueryResult]):
-    """One row per query: the query as the model sees it, then its hits with label and distance."""
-    check_grid_size(len(results), max((len(r.hits.ids) for r in results), default=0))
-    rows = []
-    for res in results:
-        row = [(res.digit, "query")]
-        for rank, (img, label, dist) in enumerate(zip(result_images(settings, res.hits.ids), res.hits.labels, res.hits.distances), 1):
-            row.append((img, f"#{rank} label {label}\nd={dist:.3f}"))
+    """One row per query, labelled with its file name: the query as the model sees it, then its hits."""
+    from pathlib import Path
+
+    shown = [r for r in results if r.error is None]
+    if not shown:
+        raise CbirError("--grid: no query could be searched, so there is nothing to draw")
+    check_grid_size(len(shown), max(len(r.hits.ids) for r in shown))
+    images = result_images(settings, np.concatenate([r.hits.ids for r in shown]))
+    rows, at = [], 0
+    for res in shown:
+        name = Path(res.query).name if not res.query.startswith("id ") else res.query
+        name = name if len(name) <= 18 else name[:8] + ".." + name[-8:]
+        caption = name + (f"\nmatch: {res.match}" if res.match else "")
+        query_image = res.digit
+        if query_image is None:  # a stored point as the query (--id): its own image
+            query_image = result_images(settings, np.array([int(res.query.split()[1])]))[0]
+        row = [(query_image, caption)]
+        rows_out = res.as_dict()["results"]
+        for row_data, image in zip(rows_out, images[at : at + len(rows_out)]):
+            label = row_data.get("class") or f"label {row_data['label']}"
+            row.append((image, f"#{row_data['rank']} {label}\nd={row_data['distance']:.3f}"))
+        at += len(rows_out)
         rows.append(row)
     return render.grid(rows)

@@ -1,39 +1,55 @@
-"""The search API: images in, nearest collection points out."""
+"""The search API: image files in, nearest collection points out, a batch at a time.
+
+files -> digits (preprocess, per file: a bad file is reported, not fatal) -> vectors (one
+LiteRT batch) -> one batch query -> results with a match signal. Everything slow happens before
+the collection is opened, and a folder of any size streams through in bounded memory.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
-from cbir import preprocess
+from cbir import match, preprocess
 from cbir.encoder import Encoder
 from cbir.encoders import with_encoder
 from cbir.errors import CbirError
 from cbir.settings import Settings
 from cbir.store import Backend, Hits, Reader, reading
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
+BATCH = 256  # query files per batch: encoded together, sent as one batch query
 
 
 @dataclass(frozen=True)
 class QueryResult:
-    """One query image and its hits."""
+    """One query and its hits, or the reason it could not be searched."""
 
     query: str
-    digit: np.ndarray
-    hits: Hits
+    digit: np.ndarray | None = None
+    hits: Hits | None = None
+    error: str | None = None
+    match: str | None = None  # good / weak / none (see cbir.match); None: the collection has no calibration
+    score: float | None = None
+    class_names: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """The JSON shape `search --json` prints."""
-        return {
-            "query": self.query,
-            "results": [
-                {"rank": r + 1, "id": _plain(i), "label": _plain(lab), "distance": float(d)}
-                for r, (i, lab, d) in enumerate(zip(self.hits.ids, self.hits.labels, self.hits.distances))
-            ],
-        }
+        if self.error is not None:
+            return {"query": self.query, "error": self.error}
+        results = []
+        for rank, (pid, payload, dist) in enumerate(zip(self.hits.ids, self.hits.payloads or [], self.hits.distances), 1):
+            row = {"rank": rank, "id": _plain(pid), "label": _plain(payload.get("label")), "distance": float(dist)}
+            name = self.class_names.get(str(row["label"]))
+            if name:
+                row["class"] = name
+            for key in ("path",):
+                if key in payload:
+                    row[key] = payload[key]
+            results.append(row)
+        return {"query": self.query, "match": self.match, "score": self.score, "results": results}
 
 
 def _plain(value):
@@ -41,50 +57,143 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def expand(paths: list[Path]) -> list[Path]:
-    """Files as given; a folder stands for the image files directly inside it."""
-    out: list[Path] = []
-    for path in paths:
-        if path.exists() and not path.is_dir() and not path.is_file():
-            raise CbirError(f"{path}: not a regular file (a FIFO, socket or device); give image files or folders")
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise CbirError(f"{path}: folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            out.extend(found)
-        else:
-            out.append(path)
-    return out
-
-
 def search_digits(reader: Reader, encoder: Encoder, digits: np.ndarray, top_k: int = 10, label=None,
                   exact: bool = True) -> list[Hits]:
     """Encode 28x28 digits in one batch and run one batch query."""
-    return reader.query_batch(encoder.encode(digits), top_k, label=label, exact=exact)
+    return reader.query_batch(encoder.encode(digits), top_k, label=label, exact=exact, fields=FIELDS)
 
 
-def check_request(top_k: int, label: int | None, n_classes: int = 10) -> None:
+FIELDS = ("label", "path")
+
+
+def check_request(top_k: int, label, n_classes: int | None = 10) -> None:
     """Refuse a --top-k or --label that cannot mean anything, before any work is done."""
     if top_k < 1:
         raise CbirError(f"--top-k must be at least 1 (got {top_k})")
-    if label is not None and not 0 <= label < n_classes:
+    if label is not None and n_classes is not None and not (isinstance(label, int) and 0 <= label < n_classes):
         raise CbirError(f"unknown --label {label}: labels are 0 to {n_classes - 1}")
 
 
-def search_files(settings: Settings, paths: list[Path], top_k: int = 10, label: int | None = None,
-                 encoder: Encoder | None = None, backend: Backend | None = None) -> list[QueryResult]:
-    """Search with image files (or folders of them): the API behind the `search` command."""
-    check_request(top_k, label)
-    files = expand([Path(p) for p in paths])
-    if not files:
-        raise CbirError("no query images given")
-    digits = np.stack([preprocess.load_digit(f) for f in files])
+def load_digits(paths: list[Path]) -> tuple[list[tuple[int, np.ndarray]], dict[int, str]]:
+    """Preprocess each file; (position, digit) for those that worked, {position: error} for the rest."""
+    good, bad = [], {}
+    for i, path in enumerate(paths):
+        try:
+            if path.exists() and not path.is_file() and not path.is_dir():
+                raise CbirError(f"{path}: not a regular file (a FIFO, socket or device); give image files or folders")
+            good.append((i, preprocess.load_digit(path)))
+        except CbirError as exc:
+            bad[i] = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+    return good, bad
+
+
+def class_names(dataset: str) -> dict:
+    """{label as text: class name} for data sets whose labels are numbers standing for names."""
+    from cbir.datasets import DATASETS
+
+    spec = DATASETS.get(dataset)
+    names = getattr(spec, "class_names", ()) if spec else ()
+    return {str(i): name for i, name in enumerate(names)}
+
+
+def results_for(reader: Reader, encoder: Encoder, paths: list[Path], top_k: int, label=None, exact: bool = True,
+                loaded: tuple | None = None) -> list[QueryResult]:
+    """One batch: preprocess (unless loaded), encode and query; results in the order of paths."""
+    good, bad = load_digits(paths) if loaded is None else loaded
+    names = class_names(reader.meta.dataset)
+    calibration = reader.meta.extra.get("calibration")
+    hits = search_digits(reader, encoder, np.stack([d for _, d in good]), top_k, label, exact) if good else []
+    out: dict[int, QueryResult] = {i: QueryResult(str(paths[i]), error=msg) for i, msg in bad.items()}
+    for (i, digit), h in zip(good, hits):
+        nearest = float(h.distances[0]) if len(h.distances) and label is None else None
+        out[i] = QueryResult(str(paths[i]), digit, h, match=match.level(nearest, calibration) if nearest is not None else None,
+                             score=match.score(nearest, calibration) if nearest is not None else None, class_names=names)
+    return [out[i] for i in range(len(paths))]
+
+
+def iter_search(settings: Settings, paths: list[Path], top_k: int = 10, label=None, encoder: Encoder | None = None,
+                backend: Backend | None = None, exact: bool = True, batch: int = BATCH,
+                progress: Callable[[int], None] | None = None) -> Iterator[QueryResult]:
+    """Search many files, a batch at a time, yielding results in order as they come.
+
+    Each batch is read and preprocessed before the collection is touched; the collection is opened
+    once, when the first file that can be searched turns up (a batch of bad files never needs it).
+    """
+    check_request(top_k, label, None)
+    reader = None
+    opened = None
+    try:
+        for lo in range(0, len(paths), batch):
+            chunk = paths[lo : lo + batch]
+            loaded = load_digits(chunk)
+            if loaded[0] and reader is None:
+                if encoder is None:
+                    settings, encoder = with_encoder(settings)
+                opened = reading(settings, encoder.expected(), backend)
+                reader = opened.__enter__()
+                if top_k > reader.meta.points:
+                    raise CbirError(f"--top-k {top_k} is larger than the collection ({reader.meta.points} points)")
+                check_label(label, reader)
+            if reader is None:
+                yield from (QueryResult(str(chunk[i]), error=msg) for i, msg in sorted(loaded[1].items()))
+            else:
+                yield from results_for(reader, encoder, chunk, top_k, label, exact, loaded)
+            if progress is not None:
+                progress(len(chunk))
+    finally:
+        if opened is not None:
+            opened.__exit__(None, None, None)
+
+
+def check_label(label, reader: Reader) -> None:
+    """A --label the collection's data set cannot hold is refused (MNIST's and Fashion-MNIST's are 0 to 9)."""
+    if label is None:
+        return
+    from cbir.datasets import DATASETS
+
+    if reader.meta.dataset in DATASETS and not 0 <= label < 10:
+        raise CbirError(f"unknown --label {label}: labels are 0 to 9")
+
+
+def search_files(settings: Settings, paths: list[Path], top_k: int = 10, label=None,
+                 encoder: Encoder | None = None, backend: Backend | None = None, exact: bool = True) -> list[QueryResult]:
+    """Search with image files (or folders of them); raises when no query could be searched at all."""
+    from search.inputs import collect
+
+    found = collect([Path(p) for p in paths])
+    if not found.files:
+        raise CbirError(no_images_message(paths, found))
+    return list(iter_search(settings, found.files, top_k, label, encoder, backend, exact))
+
+
+def no_images_message(paths, found) -> str:
+    where = ", ".join(str(p) for p in paths) or "(no paths given)"
+    return f"{where}: holds no image files to search" + (f" ({found.skipped()})" if found.skipped() else "")
+
+
+def search_ids(settings: Settings, point_ids: list, top_k: int = 10, label=None, encoder: Encoder | None = None,
+               backend: Backend | None = None, exact: bool = True) -> list[QueryResult]:
+    """Stored points as queries: the nearest neighbours of images already in the collection (not themselves)."""
+    check_request(top_k, label, None)
     if encoder is None:
         settings, encoder = with_encoder(settings)
-    # Everything slow is done before the store is opened: the collection is held for one batch query.
     with reading(settings, encoder.expected(), backend) as reader:
-        size = reader.meta.points
-        if top_k > size:
-            raise CbirError(f"--top-k {top_k} is larger than the collection ({size} points)")
-        hits = search_digits(reader, encoder, digits, top_k, label)
-    return [QueryResult(str(f), d, h) for f, d, h in zip(files, digits, hits)]
+        check_label(label, reader)
+        found = reader.retrieve(point_ids, with_vectors=True, fields=())
+        known = {_plain(i): v for i, v in zip(found.ids, found.vectors if found.vectors is not None else [])}
+        names = class_names(reader.meta.dataset)
+        calibration = reader.meta.extra.get("calibration")
+        out = []
+        for pid in point_ids:
+            if pid not in known:
+                out.append(QueryResult(f"id {pid}", error=f"id {pid}: no such point in collection {reader.name!r}"))
+                continue
+            hits = reader.query_batch(known[pid][None], min(top_k + 1, reader.meta.points), label=label, exact=exact,
+                                      fields=FIELDS)[0]
+            keep = np.array([_plain(i) != pid for i in hits.ids], dtype=bool)
+            kept = Hits(hits.ids[keep][:top_k], hits.distances[keep][:top_k],
+                        [p for p, k in zip(hits.payloads, keep) if k][:top_k])
+            nearest = float(kept.distances[0]) if len(kept.distances) and label is None else None
+            out.append(QueryResult(f"id {pid}", None, kept, match=match.level(nearest, calibration) if nearest is not None else None,
+                                   score=match.score(nearest, calibration) if nearest is not None else None, class_names=names))
+    return out

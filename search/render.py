@@ -6,13 +6,33 @@ import json
 
 from search.query import QueryResult
 
+MATCH_WORDS = {
+    "good": "good",
+    "weak": "weak (farther than 95% of real queries' nearest neighbours)",
+    "none": "none: no close match (farther than 99.5% of real queries' nearest neighbours; is it the kind of image the collection holds?)",
+}
+
+
+def match_line(result: QueryResult) -> str | None:
+    if result.match is None:
+        return None
+    return f"match: {MATCH_WORDS[result.match]} (score {result.score:.2f})"
+
 
 def table(result: QueryResult) -> str:
-    """A plain-text table: rank, id, label, distance."""
-    lines = [f"query: {result.query}", f"{'rank':>4}  {'id':>10}  {'label':>5}  {'distance':>9}"]
-    for rank, (pid, label, dist) in enumerate(zip(result.hits.ids, result.hits.labels, result.hits.distances), 1):
-        lines.append(f"{rank:>4}  {str(pid):>10}  {str(label):>5}  {dist:>9.4f}")
-    if len(result.hits.ids) == 0:
+    """A plain-text table: rank, id, label (and class name or file), distance; the match signal above it."""
+    lines = [f"query: {result.query}"]
+    if result.error is not None:
+        return "\n".join(lines + [f"error: {result.error}"])
+    if match_line(result):
+        lines.append(match_line(result))
+    rows = result.as_dict()["results"]
+    extra = next((key for key in ("class", "path") if rows and key in rows[0]), None)
+    lines.append(f"{'rank':>4}  {'id':>10}  {'label':>5}  {'distance':>9}" + (f"  {extra}" if extra else ""))
+    for row in rows:
+        lines.append(f"{row['rank']:>4}  {str(row['id']):>10}  {str(row['label']):>5}  {row['distance']:>9.4f}"
+                     + (f"  {row.get(extra, '')}" if extra else ""))
+    if not rows:
         lines.append("(no results)")
     return "\n".join(lines)
 

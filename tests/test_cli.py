@@ -53,8 +53,9 @@ def test_search_prints_a_table_of_neighbours(ingested, digit_png):
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0] == f"query: {digit_png}"
-    assert lines[1].split() == ["rank", "id", "label", "distance"]
-    rows = [line.split() for line in lines[2:]]
+    assert re.match(r"match: (good|weak|none)\b.*\(score [01]\.\d\d\)$", lines[1]), lines[1]
+    assert lines[2].split() == ["rank", "id", "label", "distance"]
+    rows = [line.split() for line in lines[3:]]
     assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
     distances = [float(r[3]) for r in rows]
     assert distances == sorted(distances)
@@ -70,6 +71,7 @@ def test_search_json_and_label_filter(ingested, digit_png, tmp_path):
     assert len(objects) == 2 and objects[0]["query"] == str(other)
     assert [r["rank"] for r in objects[0]["results"]] == [1, 2, 3]
     assert all(r["label"] == 4 and set(r) == {"rank", "id", "label", "distance"} for r in objects[0]["results"])
+    assert objects[0]["match"] is None  # a filtered search has no match signal: its nearest is not any nearest
 
 
 def test_search_grid_writes_a_picture(ingested, digit_png, tmp_path):
@@ -83,7 +85,8 @@ def test_search_grid_writes_a_picture(ingested, digit_png, tmp_path):
 def test_search_accepts_a_folder(ingested, digit_png):
     result = invoke(search_app, [str(digit_png.parent), "--json", "-k", "1"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["query"] == str(digit_png)
+    assert json.loads(result.stdout)["query"] == str(digit_png)
+    assert result.stderr.strip() == "skipped 1 subfolder (add --recursive to search them)"  # the test's CBIR_HOME
 
 
 def test_eval_run_writes_json_and_markdown(ingested, tmp_path):

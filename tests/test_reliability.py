@@ -429,12 +429,11 @@ def test_tensorflows_start_up_lines_do_not_reach_the_user(env, tmp_path):
     assert proc.stdout.startswith(f"saved {tmp_path / 'p.keras'} (pca encoder")
 
 
-def test_cbir_debug_shows_the_traceback_to_a_maintainer(env, tmp_path):
-    missing = tmp_path / "none.png"
-    quiet = run_cli("search", missing)
-    one_line_stderr(quiet, "no such file")
-    loud = run_cli("search", missing, env={"CBIR_DEBUG": "1"})
-    assert loud.returncode != 0 and "Traceback" in loud.stderr and "CbirError" in loud.stderr
+def test_cbir_debug_shows_the_traceback_to_a_maintainer(env, tmp_path, digit_png):
+    quiet = run_cli("search", digit_png, "--collection", "../x")
+    one_line_stderr(quiet, "collection name")
+    loud = run_cli("search", digit_png, "--collection", "../x", env={"CBIR_DEBUG": "1"})
+    assert loud.returncode != 0 and "Traceback" in loud.stderr and "BadName" in loud.stderr
 
 
 def test_a_home_with_a_tilde_is_the_users_home(env, monkeypatch):

@@ -232,6 +232,9 @@ class EdgeBuild:
     def points(self, with_vectors=False, fields=()) -> Points:
         return self._shard.points(with_vectors, fields)
 
+    def query_batch(self, vectors, limit, label=None, exact=True, fields=("label",)) -> list[Hits]:
+        return self._shard.query_batch(vectors, limit, label, exact, fields)
+
     def _write(self, what: str, fn, *args) -> None:
         try:
             fn(*args)
