@@ -110,7 +110,7 @@ def _download(spec: DatasetSpec, target: Path) -> None:
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CbirError(f"cannot create {target} for the download: {exc.strerror or exc}; set CBIR_HOME to a writable folder") from None
+        raise CbirError(f"cannot create {target} for the download: {exc.strerror or exc}; set CBIR_HOME to a writable folder") from exc
     for stem in _STEMS.values():
         dest = target / f"{stem}.gz"
         if dest.is_file():
@@ -143,7 +143,7 @@ def _download(spec: DatasetSpec, target: Path) -> None:
             tmp.write_bytes(payload)
             tmp.replace(dest)
         except OSError as exc:
-            raise CbirError(f"cannot save {dest}: {exc.strerror or exc}; check free space in CBIR_HOME") from None
+            raise CbirError(f"cannot save {dest}: {exc.strerror or exc}; check free space in CBIR_HOME") from exc
 
 
 def identify(folder: Path) -> str | None:

@@ -33,7 +33,7 @@ def model_id_of(model_path: Path) -> str:
     try:
         return file_sha256(model_path)[:16]
     except OSError as exc:
-        raise CbirError(f"cannot read model {model_path}: {exc.strerror or exc}") from None
+        raise CbirError(f"cannot read model {model_path}: {exc.strerror or exc}") from exc
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

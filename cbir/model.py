@@ -206,7 +206,7 @@ def load_keras(path: Path):
     except Exception as exc:  # keras raises many types for a bad file
         raise CbirError(
             f"cannot load model {path}: {str(exc).splitlines()[0][:200]}; retrain it with `ingest train`"
-        ) from None
+        ) from exc
     return model
 
 

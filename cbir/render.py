@@ -50,5 +50,5 @@ def save_png(image: Image.Image, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path, format="PNG")
     except OSError as exc:
-        raise CbirError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise CbirError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path

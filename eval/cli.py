@@ -27,7 +27,7 @@ def write_pictures(settings, result, out: Path) -> dict[str, Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CbirError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+        raise CbirError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
     return figures.write_all(result, out, settings)
 
 

@@ -126,5 +126,5 @@ def write(rows: list[CompareRow], dataset: str, out_dir: Path) -> tuple[Path, Pa
         js.write_text(json.dumps({"dataset": dataset, "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
         md.write_text(markdown(rows, dataset))
     except OSError as exc:
-        raise CbirError(f"cannot write the comparison to {out_dir}: {exc.strerror or exc}") from None
+        raise CbirError(f"cannot write the comparison to {out_dir}: {exc.strerror or exc}") from exc
     return js, md

@@ -27,7 +27,7 @@ def _save(fig, path: Path) -> Path:
     try:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     except OSError as exc:
-        raise CbirError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise CbirError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
         _pyplot().close(fig)
     return path

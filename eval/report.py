@@ -49,5 +49,5 @@ def write(summary: dict, out_dir: Path, pictures: dict[str, Path] | None = None)
         js.write_text(json.dumps(summary, indent=2) + "\n")
         md.write_text(markdown(summary, pictures))
     except OSError as exc:
-        raise CbirError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
+        raise CbirError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from exc
     return js, md

@@ -89,5 +89,5 @@ def train_and_save(settings: Settings, config=None, out: Path | None = None, ver
     try:
         provenance["model_id"] = model.save(network, path, provenance)
     except OSError as exc:
-        raise CbirError(f"cannot save the model to {path}: {exc.strerror or exc}; choose a writable --out or CBIR_HOME") from None
+        raise CbirError(f"cannot save the model to {path}: {exc.strerror or exc}; choose a writable --out or CBIR_HOME") from exc
     return path, provenance
