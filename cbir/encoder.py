@@ -13,27 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from cbir.errors import CbirError
+from cbir.modelfiles import exported_path, model_id, provenance_encoder, sha256_bytes
+from cbir.safeio import read_regular
 
+MAX_MODEL_BYTES = 512 * 2**20  # an encoder is a few MB; anything near this is not one
 
-
-def exported_path(model_path: Path) -> Path:
-    """The LiteRT file that sits beside a .keras file."""
-    return Path(model_path).with_suffix(".tflite")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def model_id_of(model_path: Path) -> str:
-    """A model's identity: the first 16 hex digits of its .keras file's SHA-256."""
-    try:
-        return file_sha256(model_path)[:16]
-    except OSError as exc:
-        raise CbirError(f"cannot read model {model_path}: {exc.strerror or exc}") from exc
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -76,11 +60,15 @@ class Encoder:
         lite = exported_path(self.path)
         if not lite.is_file():
             raise CbirError(f"{lite} is missing; export the model's encoder with `ingest export --model {self.path}`")
+        try:
+            content = read_regular(lite, MAX_MODEL_BYTES)  # read once: the bytes hashed are the bytes run
+        except OSError as exc:
+            raise CbirError(f"cannot read {lite}: {exc.strerror or exc}") from exc
         from ai_edge_litert.interpreter import Interpreter
 
         try:
             with _quiet_native_stderr():
-                self._interp = Interpreter(model_path=str(lite), num_threads=threads or os.cpu_count() or 1)
+                self._interp = Interpreter(model_content=content, num_threads=threads or os.cpu_count() or 1)
                 self._interp.allocate_tensors()
             inp = self._interp.get_input_details()[0]
             out = self._interp.get_output_details()[0]
@@ -96,8 +84,8 @@ class Encoder:
         self._in = inp["index"]
         self._out = out["index"]
         self.dim = int(out["shape"][-1])
-        self.model_id = model_id_of(self.path)
-        self.encoder_sha256 = file_sha256(lite)
+        self.model_id = model_id(self.path)
+        self.encoder_sha256 = sha256_bytes(content)
         self.name = provenance_encoder(self.path) or name or self.path.stem
         self._batch = 0
 
@@ -123,13 +111,3 @@ class Encoder:
         return Expected(self.model_id, self.encoder_sha256, self.dim, self.name, dataset)
 
 
-def provenance_encoder(model_path: Path) -> str | None:
-    """The registered encoder a model file is, from its provenance JSON (None if it has none)."""
-    import json
-
-    try:
-        record = json.loads(Path(model_path).with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        return None
-    name = record.get("encoder") if isinstance(record, dict) else None
-    return name if isinstance(name, str) and name else None

@@ -1,73 +1,61 @@
-"""The encoder registry: which encoders exist, what each is, and where its model file lives.
+"""Which encoder and which model file: names, the default, and where a model is found.
 
 Every encoder is a Keras model saved as `<name>.keras` with its LiteRT export `<name>.tflite`
 beside it, one per data set (a PCA fitted on digits means nothing for clothes). The package
-ships them under `cbir/models/<dataset>/`; `ingest train --encoder NAME` writes new ones under
-CBIR_HOME/models/<dataset>/, which then take precedence. Nothing here imports Keras.
+ships them under `cbir/models/<dataset>/`; `ingest train --encoder NAME` adds versions under
+CBIR_HOME/models/<dataset>/<name>/ (cbir.modelfiles.ModelStore), and the current one takes
+precedence. The registry itself (names, summaries, fitters) is ingest.encoders; importing it
+is cheap, and only a name that is not found needs it here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from cbir.errors import CbirError
+from cbir.modelfiles import ModelStore, packaged_path
 
-PACKAGED_DIR = Path(__file__).parent / "models"
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """One registered encoder."""
-
-    name: str
-    summary: str
-
-
-ENCODERS = {
-    spec.name: spec
-    for spec in (
-        EncoderSpec("pixels", "the 784 raw pixels in [0, 1]: the baseline"),
-        EncoderSpec("pca", "PCA of the pixels to 32 dimensions (fitted on the training split)"),
-        EncoderSpec("dae", "the seed: the tutorial's convolutional denoising autoencoder, 128-d code"),
-        EncoderSpec("dae-umap", "the DAE's conv encoder plus a dense head, trained to reproduce a 16-d UMAP "
-                                "embedding of the training images (no labels); deskews digits first"),
-    )
-}
 DEFAULT_ENCODER = "dae-umap"
 
 
-def spec(name: str) -> EncoderSpec:
+def registry() -> dict:
+    from ingest.encoders import REGISTRY
+
+    return REGISTRY
+
+
+def names() -> list[str]:
+    """Every registered encoder's name, in table order."""
+    return list(registry())
+
+
+def spec(name: str):
     """The registered encoder called name, or a CbirError listing the choices."""
     try:
-        return ENCODERS[name]
+        return registry()[name]
     except KeyError:
-        raise CbirError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}") from None
+        raise CbirError(f"unknown encoder {name!r}; choose one of: {', '.join(registry())}") from None
 
 
-def packaged_path(dataset: str, name: str) -> Path:
-    """Where the package ships the encoder for a data set."""
-    return PACKAGED_DIR / dataset / f"{name}.keras"
-
-
-def trained_path(trained_dir: Path, dataset: str, name: str) -> Path:
-    """Where `ingest train` writes the encoder for a data set."""
-    return trained_dir / dataset / f"{name}.keras"
+def model_scope(settings) -> str:
+    """Whose models: a data set's (mnist, fashion-mnist), or a folder collection's own."""
+    return settings.dataset
 
 
 def resolve_model_path(settings) -> Path:
-    """The model file to use: --model / CBIR_MODEL, else one trained under CBIR_HOME, else the packaged one."""
+    """The model file to use: --model / CBIR_MODEL, else the current trained one under CBIR_HOME, else the packaged one."""
     if settings.model is not None:
         return settings.model
-    name = spec(settings.encoder).name
-    trained = trained_path(settings.trained_model_dir, settings.dataset, name)
-    if trained.is_file():
+    trained = ModelStore(settings.trained_model_dir).current(model_scope(settings), settings.encoder)
+    if trained is not None:
         return trained
-    packaged = packaged_path(settings.dataset, name)
+    packaged = packaged_path(settings.dataset, settings.encoder)
     if packaged.is_file():
         return packaged
+    name = spec(settings.encoder).name  # an unknown name says so, listing the known ones
     raise CbirError(
-        f"no {name} encoder for {settings.dataset}: none packaged and none under {trained.parent}; "
+        f"no {name} encoder for {settings.dataset}: none packaged and none trained under "
+        f"{settings.trained_model_dir / model_scope(settings) / name}; "
         f"train one with `ingest train --encoder {name} --dataset {settings.dataset}`"
     )
 
@@ -85,6 +73,6 @@ def with_encoder(settings):
     `search --model my_pca.keras` then looks in cbir-DATASET-pca, not in the default encoder's collection.
     """
     encoder = load_encoder(settings)
-    if settings.model is not None and encoder.name in ENCODERS and encoder.name != settings.encoder:
+    if settings.model is not None and encoder.name != settings.encoder and encoder.name in registry():
         settings = settings.but(encoder=encoder.name)
     return settings, encoder

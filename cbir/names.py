@@ -6,6 +6,7 @@ point anywhere else: no path separators, no `.` or `..`, nothing Qdrant itself r
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from cbir.errors import BadName
@@ -13,6 +14,8 @@ from cbir.errors import BadName
 MAX_BYTES = 255  # Qdrant's limit, and a file name's on common file systems
 # Qdrant refuses these in collection names (they are special in paths on some system).
 FORBIDDEN = '<>:"/\\|?*'
+# The names cbir gives the collections behind a server alias and its write locks.
+RESERVED = re.compile(r"--g-[0-9a-f]{16}-[0-9a-f]{8}$|^cbir-lock--")
 
 
 def check_collection_name(name: str, source: str = "collection name") -> str:
@@ -28,15 +31,17 @@ def check_collection_name(name: str, source: str = "collection name") -> str:
         raise BadName(f"{source}: {shown} is not a collection name ('.' and '..' name folders); {rules}")
     bad = next((c for c in name if c in FORBIDDEN), None)
     if bad is not None:
-        raise BadName(f"{source}: collection name {shown} contains {bad!r}; {rules}")
+        raise BadName(f"{source}: {shown} contains {bad!r}; {rules}")
     control = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")), None)
     if control is not None:
         if unicodedata.category(control) == "Cs":
-            raise BadName(f"{source}: collection name {shown} is not valid UTF-8; {rules}")
-        raise BadName(f"{source}: collection name {shown} contains the control character {control!r}; {rules}")
+            raise BadName(f"{source}: {shown} is not valid UTF-8; {rules}")
+        raise BadName(f"{source}: {shown} contains the control character {control!r}; {rules}")
     if name != name.strip():
-        raise BadName(f"{source}: collection name {shown} starts or ends with a blank; {rules}")
+        raise BadName(f"{source}: {shown} starts or ends with a blank; {rules}")
+    if RESERVED.search(name):
+        raise BadName(f"{source}: {shown} is reserved for cbir's own builds and locks; {rules}")
     size = len(name.encode("utf-8", "surrogatepass"))
     if size > MAX_BYTES:
-        raise BadName(f"{source}: collection name {shown} is {size} bytes long, more than {MAX_BYTES}; {rules}")
+        raise BadName(f"{source}: {shown} is {size} bytes long, more than {MAX_BYTES}; {rules}")
     return name

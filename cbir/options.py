@@ -57,10 +57,15 @@ def _silence_stdout() -> None:
         pass
 
 
+def one_line(text: str) -> str:
+    """A message as one line: newlines and other control characters (in a file name, say) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one error line on stderr and exit."""
     try:
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {one_line(message)}", err=True)
     except OSError:
         pass
     raise typer.Exit(code)
@@ -71,6 +76,8 @@ def cli_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        if sys.stdout is None:  # started with stdout closed (`cmd >&-`): the answer would vanish without a word
+            fail("standard output is closed; nowhere to write the answer")
         try:
             return func(*args, **kwargs)
         except CbirError as exc:
@@ -127,7 +134,7 @@ def _run_one_line(super_main, args, prog_name, complete_var, standalone_mode, ex
 
 def fail_exit(message: str, code: int = 2) -> None:
     try:
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {one_line(message)}", err=True)
     except OSError:
         pass
     sys.exit(code)

@@ -8,6 +8,7 @@ checked here, so a bad URL or collection name is one clear line before any work 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ ENV = {
     "debug": "CBIR_DEBUG",
 }
 _PATHS = {"home", "data_dir", "model"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # data set and encoder names: never a path
 
 
 def _default_home() -> Path:
@@ -47,13 +49,16 @@ def absolute(path: Path | str) -> Path:
 
 
 def redact_url(url: str | None) -> str:
-    """A URL safe to print: any user:password@ part is replaced by ***@."""
+    """A URL safe to print: whatever comes before an @ (user:password) is replaced by ***, however malformed the URL."""
     if not url:
         return ""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
+    if "@" not in url:
         return url
-    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    host = rest.rsplit("@", 1)[1]
+    return f"{scheme}{sep}***@{host}"
 
 
 def check_url(url: str) -> str:
@@ -83,7 +88,7 @@ def _wait(value) -> float:
     except (TypeError, ValueError):
         raise CbirError(f"--wait / CBIR_WAIT takes a number of seconds (got {value!r})") from None
     if not 0 <= seconds < 10**6:  # also refuses nan and inf
-        raise CbirError(f"--wait / CBIR_WAIT must be 0 or more seconds (got {value!r})")
+        raise CbirError(f"--wait / CBIR_WAIT must be between 0 and 999999 seconds (got {value!r})")
     return seconds
 
 
@@ -128,6 +133,10 @@ class Settings:
             check_url(self.qdrant_url)
         if self.collection is not None:
             check_collection_name(self.collection, source="--collection / CBIR_COLLECTION")
+        for name, what in (("dataset", "--dataset / CBIR_DATASET"), ("encoder", "--encoder / CBIR_ENCODER")):
+            if not _NAME.match(str(getattr(self, name))):
+                raise CbirError(f"{what}: {getattr(self, name)!r} is not a name (letters, digits, '-', '_' and '.'); "
+                                f"see --help for the choices")
         object.__setattr__(self, "wait", _wait(self.wait))
         for name in ("qdrant_shards", "qdrant_replicas"):
             value = getattr(self, name)

@@ -31,22 +31,9 @@ def _summary(path: Path, prov: dict) -> str:
 
 def _config(settings, **flags):
     """The encoder's default training settings with the flags that were given on top."""
-    import dataclasses
+    from ingest.train import config_for
 
-    from cbir.encoders import spec
-    from ingest.train import default_config
-
-    config = default_config(spec(settings.encoder).name, settings.dataset)
-    given = {k: v for k, v in flags.items() if v is not None}
-    if config is None:
-        if given:
-            raise CbirError(f"the {settings.encoder} encoder has nothing to train; drop --{next(iter(given)).replace('_', '-')}")
-        return None
-    fields = {f.name for f in dataclasses.fields(config)}
-    for key in given:
-        if key not in fields:
-            raise CbirError(f"--{key.replace('_', '-')} does not apply to the {settings.encoder} encoder")
-    return dataclasses.replace(config, **given)
+    return config_for(settings, **flags)
 
 
 @app.command()
@@ -59,7 +46,7 @@ def train(
     optimizer: Annotated[Optional[str], typer.Option(help="dae only: adadelta, adam or sgd.")] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed for weights, noise, UMAP and shuffling (default 0).")] = None,
     train_size: Annotated[Optional[int], typer.Option(min=1, help="Fit on the first N images only.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the .keras file (default: CBIR_HOME/models/DATASET/ENCODER.keras).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the .keras file (default: a new version under CBIR_HOME/models/DATASET/ENCODER/, made current).")] = None,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
@@ -104,12 +91,15 @@ def run(
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder_name, model=model,
                             qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key, collection=collection, wait=wait)
+    trained = None
     if train_first:
         verbose = 1 if opt.progress_enabled() else 2
         with quiet_tensorflow():
-            path, prov = train_and_save(settings, _config(settings, epochs=epochs, train_size=train_size), verbose=verbose)
-        typer.echo(_summary(path, prov))
-        encoder = Encoder(path, name=settings.encoder)
+            # A new version, not yet current: collections built by the old model keep answering meanwhile.
+            trained, prov = train_and_save(settings, _config(settings, epochs=epochs, train_size=train_size),
+                                           verbose=verbose, make_current=False)
+        typer.echo(_summary(trained, prov))
+        encoder = Encoder(trained, name=settings.encoder)
     else:
         settings, encoder = with_encoder(settings)
     source = idx_source(settings, "train", first=limit)
@@ -117,7 +107,12 @@ def run(
         # A part never replaces the whole: it gets a collection of its own.
         settings = settings.but(collection=f"{settings.collection_name}-first{len(source)}")
     report = ingest(settings, encoder, source, recreate=recreate or train_first, batch_size=batch_size,
-                    progress=opt.progress_enabled(), log=lambda line: typer.echo(line, err=True))
+                    progress=opt.progress_enabled(), log=lambda line: typer.echo(line, err=True),
+                    hint_flags=("--limit", str(limit)) if limit else ())
+    if trained is not None:
+        from cbir.modelfiles import ModelStore
+
+        ModelStore(settings.trained_model_dir).make_current(trained)  # the collection is published: now the model
     typer.echo(report.summary())
 
 
@@ -135,7 +130,7 @@ def denoise(
     """Show the denoiser at work: the image, a noisy copy and the DAE's reconstruction."""
     from cbir import preprocess, render
     from cbir.encoders import resolve_model_path
-    from cbir.model import KerasModel
+    from cbir.modelfiles import KerasModel
     from ingest.denoise import denoise_figure
 
     settings = opt.settings(home=home, dataset=dataset, model=model, encoder="dae")
@@ -149,18 +144,26 @@ def denoise(
 @app.command("export")
 @opt.cli_errors
 def export_cmd(
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the .tflite (default: beside --model; without --model, under CBIR_HOME/exports/).")] = None,
     home: opt.Home = None,
     dataset: opt.Dataset = None,
     encoder: opt.Encoder = None,
     model: opt.Model = None,
 ) -> None:
-    """Export a .keras model's encoder to LiteRT (.tflite beside it), which search and eval run."""
+    """Export a .keras model's encoder to LiteRT (.tflite), which search and eval run.
+
+    Nothing is ever written into the installed package: without --model or --out, the export of the
+    encoder's current model goes to CBIR_HOME/exports/DATASET/ENCODER.tflite.
+    """
     from cbir.encoders import resolve_model_path
-    from cbir.model import export_model
+    from cbir.modelfiles import PACKAGED_DIR, export_model
 
     settings = opt.settings(home=home, dataset=dataset, encoder=encoder, model=model)
+    path = resolve_model_path(settings)
+    if out is None and (settings.model is None or PACKAGED_DIR in path.parents):
+        out = settings.home / "exports" / settings.dataset / f"{settings.encoder}.tflite"
     with quiet_tensorflow():
-        lite = export_model(resolve_model_path(settings))
+        lite = export_model(path, out)
     typer.echo(f"wrote {lite}")
 
 

@@ -6,7 +6,8 @@ import numpy as np
 from PIL import Image
 
 from cbir import render
-from cbir.model import KerasModel, add_noise
+from cbir.modelfiles import KerasModel
+from ingest.encoders.dae import add_noise
 
 
 def denoise_figure(autoencoder: KerasModel, digit: np.ndarray, noise: float = 0.5, seed: int = 0) -> Image.Image:

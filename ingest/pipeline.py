@@ -104,6 +104,7 @@ def plan(session, source, encoder: Encoder, recreate: bool, hints) -> tuple[Plan
         raise CbirError(f"collection {session.name!r} was built from {current.source.get('kind')} data, not "
                         f"{source.describe()['kind']}; use --collection NAME for another collection")
     if current.source == source.describe():
+        session.backend.reader(session.name).close()  # checked like any open: a damaged collection is never up to date
         return Plan(unchanged=current.points), current  # the same items of the same files: nothing to read
     stored = stored_manifest(session)
     p = Plan()
@@ -162,10 +163,14 @@ def ingest(
     progress: bool = True,
     backend: Backend | None = None,
     log=lambda line: None,
+    hint_flags: tuple[str, ...] = (),
 ) -> IngestReport:
-    """Bring the settings' collection up to date with the source, built by encoder."""
+    """Bring the settings' collection up to date with the source, built by encoder.
+
+    hint_flags: flags the advice in messages must carry besides the settings' own (e.g. --limit N).
+    """
     owned = backend is None
-    backend = backend or open_backend(settings)
+    backend = backend or open_backend(settings, hint_flags)
     name = settings.collection_name
     try:
         with backend.writer(name) as session:

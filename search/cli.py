@@ -78,7 +78,7 @@ def search(
     for i, res in enumerate(results):
         if res.error is not None:
             failed += 1
-            typer.echo(f"error: {res.error}", err=True)
+            typer.echo(f"error: {opt.one_line(res.error)}", err=True)
             if as_json:
                 typer.echo(render.json_line(res))
         elif as_json:

@@ -46,7 +46,7 @@ def mnist_test(mnist_dir) -> datasets.Split:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, mnist_dir) -> Path:
     """A real training run, kept small: 1 epoch on 3000 MNIST images."""
-    from cbir.model import TrainConfig
+    from ingest.encoders.dae import TrainConfig
     from ingest.train import train_and_save
 
     home = tmp_path_factory.mktemp("model-home")

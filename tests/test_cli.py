@@ -151,7 +151,9 @@ def test_train_then_run_with_recreate(env, tiny_model, monkeypatch):
     monkeypatch.delenv("CBIR_MODEL")
     trained = invoke(ingest_app, ["train", "--epochs", "1", "--train-size", "1000"])
     assert trained.exit_code == 0, trained.output
-    assert trained.output.strip().splitlines()[-1].startswith(f"saved {env / 'home' / 'models' / 'mnist' / 'dae.keras'} (dae encoder")
+    saved = trained.output.strip().splitlines()[-1]
+    versions = env / "home" / "models" / "mnist" / "dae"
+    assert re.match(rf"saved {versions}/([0-9a-f]{{16}})/dae.keras \(dae encoder, model \1, 128-d", saved), saved
     # The new model (now the default under CBIR_HOME) did not build the collection: refused...
     refused = invoke(ingest_app, ["run", "--limit", "500"])
     one_line_error(refused, "was built by model", "--recreate")
@@ -164,8 +166,10 @@ def test_run_with_train_first_rebuilds_the_collection(ingested, env, tiny_model,
     before = tiny_model.read_bytes()
     result = invoke(ingest_app, ["run", "--train", "--epochs", "1", "--train-size", "500", "--limit", "200"])
     assert result.exit_code == 0, result.output
-    trained = env / "home" / "models" / "mnist" / "dae.keras"
-    assert f"saved {trained}" in result.output and "now holds 200 points" in result.output
+    versions = env / "home" / "models" / "mnist" / "dae"
+    assert f"saved {versions}/" in result.output and "now holds 200 points" in result.output
+    current = json.loads((versions / "CURRENT").read_text())["model_id"]  # made current once the collection was published
+    assert f"saved {versions / current / 'dae.keras'}" in result.output
     assert tiny_model.read_bytes() == before  # --model / CBIR_MODEL is never overwritten
     monkeypatch.delenv("CBIR_MODEL")  # the model trained under CBIR_HOME is now the default
     assert invoke(search_app, [str(digit_png), "-k", "3"]).exit_code == 0

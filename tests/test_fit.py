@@ -1,6 +1,7 @@
 """Fitting the registered encoders: closed forms checked against scikit-learn, dae-umap end to end."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,26 +19,28 @@ def _keras_encode(model, images):
 
 
 def test_pixels_is_the_identity(mnist_test):
-    from ingest.fit import fit_pixels
+    from ingest.encoders import FitContext
+    from ingest.encoders.pixels import fit as fit_pixels
 
     x = mnist_test.images[:5]
-    assert np.allclose(_keras_encode(fit_pixels(), x), x.reshape(5, -1) / 255.0)
+    assert np.allclose(_keras_encode(fit_pixels(x, FitContext(None))[0], x), x.reshape(5, -1) / 255.0)
 
 
 def test_pca_matches_scikit_learn(mnist_test):
     from sklearn.decomposition import PCA
 
-    from ingest.fit import PcaConfig, fit_pca
+    from ingest.encoders import FitContext
+    from ingest.encoders.pca import PcaConfig, fit as fit_pca
 
     x = mnist_test.images[:2000]
-    model, info = fit_pca(x, PcaConfig(dims=8))
+    model, info = fit_pca(x, FitContext(PcaConfig(dims=8)))
     ref = PCA(8, random_state=0).fit(x.reshape(2000, -1) / 255.0)
     assert np.allclose(_keras_encode(model, x[:50]), ref.transform(x[:50].reshape(50, -1) / 255.0), atol=1e-4)
     assert info["explained_variance"] == pytest.approx(ref.explained_variance_ratio_.sum(), abs=1e-4)
 
 
 def test_manifold_targets_are_centred_and_unit_scale(mnist_test):
-    from ingest.fit import ManifoldConfig, graph_features, graph_pca, umap_targets
+    from ingest.encoders.dae_umap import ManifoldConfig, graph_features, graph_pca, umap_targets
 
     config = ManifoldConfig(dims=3, graph_pca_dims=10)
     features = graph_features(mnist_test.images[:600], config)
@@ -55,15 +58,17 @@ def test_train_dae_umap_from_the_cli_without_labels(env, tiny_model, monkeypatch
         shutil.copy(tiny_model.with_suffix(suffix), dae.with_suffix(suffix))
     result = invoke(ingest_app, ["train", "--encoder", "dae-umap", "--train-size", "1500", "--epochs", "2"])
     assert result.exit_code == 0, result.output
-    path = env / "home" / "models" / "mnist" / "dae-umap.keras"
-    assert result.output.strip().splitlines()[-1].startswith(f"saved {path} (dae-umap encoder")
+    last = result.output.strip().splitlines()[-1]
+    path = Path(last.split()[1])  # a new version under CBIR_HOME/models/mnist/dae-umap/<model id>/, made current
+    assert path.parent.parent == env / "home" / "models" / "mnist" / "dae-umap" and path.name == "dae-umap.keras"
+    assert last.startswith(f"saved {path} (dae-umap encoder, model {path.parent.name}")
     prov = json.loads(path.with_suffix(".json").read_text())
     assert prov["labels_used"] is False and prov["base_dae"]["file"] == str(dae)
     assert prov["config"]["deskew"] is True and prov["train_images"] == 1500
     enc = Encoder(path)
     assert enc.dim == 16
     # The LiteRT export (what queries run) agrees with Keras, Deskew layer included.
-    from cbir.model import KerasModel
+    from cbir.modelfiles import KerasModel
 
     x = mnist_test.images[:32]
     assert np.abs(enc.encode(x) - KerasModel(path).encode(x)).max() < 1e-3
@@ -95,8 +100,8 @@ def test_packaged_default_encoder_beats_pixels_on_held_out_digits(mnist_test):
 def test_local_part_appends_the_scaled_pixel_pca(mnist_test):
     import keras
 
-    from ingest.fit import ManifoldConfig, build_manifold_network, graph_features, graph_pca, with_local_part
-    from cbir.model import build_autoencoder
+    from ingest.encoders.dae import build_autoencoder
+    from ingest.encoders.dae_umap import ManifoldConfig, build_manifold_network, graph_features, graph_pca, with_local_part
 
     config = ManifoldConfig(deskew=False, unit_contrast=True, local_weight=0.5, dims=4, graph_pca_dims=6, hidden=8)
     x = mnist_test.images[:800].astype(np.float32)[..., None] / 255.0

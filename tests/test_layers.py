@@ -63,7 +63,7 @@ def test_litert_export_runs_it_like_keras(tmp_path, layer, mnist_test):
     model = keras.Sequential([keras.Input((28, 28, 1)), layer, keras.layers.Flatten()])
     path = tmp_path / "deskew.keras"
     model.save(path)
-    from cbir.model import export_model, load_keras
+    from cbir.modelfiles import export_model, load_keras
 
     export_model(path)
     assert load_keras(path).layers[0].__class__.__name__ == "Deskew"  # the custom layer loads in safe mode

@@ -188,6 +188,7 @@ def test_credentials_in_the_url_are_never_printed(env, digit_png, tiny_model):
     ("http://local host:6333", "holds blanks"),
     (" http://127.0.0.1:6333", "holds blanks"),
     ("http://", "names no host"),
+    ("http://[::1", "bad port"),
 ])
 def test_bad_server_urls_are_one_line(env, digit_png, url, fragment, monkeypatch):
     monkeypatch.setenv("CBIR_QDRANT_URL", url)
@@ -395,7 +396,7 @@ def _keras_model(tmp_path, name, build):
     """A saved .keras model with its .tflite, as `ingest train` writes them."""
     import keras
 
-    from cbir.model import export_encoder
+    from cbir.modelfiles import export_encoder
 
     path = tmp_path / f"{name}.keras"
     model = build(keras)
@@ -449,3 +450,25 @@ def test_relative_paths_are_shown_resolved(env, tmp_path, monkeypatch):
     monkeypatch.setenv("CBIR_DATA_DIR", "../no-such-data")
     line = one_line_error(invoke(ingest_app, ["run", "--limit", "5"]), "does not exist")
     assert str(tmp_path.parent / "no-such-data") in line
+
+
+def test_a_file_name_with_a_newline_stays_one_line(ingested, tmp_path):
+    odd = tmp_path / "a\nb.png"
+    line = one_line_error(invoke(search_app, [str(odd)]), "no such file")
+    assert "a\\nb.png" in line
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--dataset", "../../x"], "--dataset / CBIR_DATASET: '../../x' is not a name"),
+    (["--encoder", "../pca"], "--encoder / CBIR_ENCODER: '../pca' is not a name"),
+    (["--wait", "1000000"], "between 0 and 999999 seconds"),
+])
+def test_names_and_numbers_that_cannot_be_right(env, digit_png, args, fragment):
+    one_line_error(invoke(search_app, [str(digit_png), *args]), fragment)
+
+
+def test_a_closed_stdout_is_an_error_not_silence(ingested, digit_png):
+    proc = subprocess.run([sys.executable, "-c", "from search.cli import main; main()", str(digit_png)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+                          env=os.environ.copy(), preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 2 and "standard output is closed" in proc.stderr

@@ -372,20 +372,29 @@ def test_a_rebuild_that_cannot_fit_is_refused_before_anything_is_touched(small_d
     refused = run_cli("ingest", "run", "--recreate", env=env)  # all 60,000: more than the disk holds
     one_line_stderr(refused, "not enough free space", "nothing was changed")
     assert count_points(world) == (N, gen) and generations(world) == [gen]
-    # A disk filled to the brim: a plain re-run has nothing to write and leaves the collection as it is.
+    # A nearly full disk: a plain re-run has nothing to write and leaves the collection as it is.
+    import shutil
+
     filler = small_disk / "filler"
     with open(filler, "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\1" * 2**20)
-                fh.flush()
-        except OSError:
-            pass
+        while shutil.disk_usage(small_disk).free > 8 * 2**20:
+            fh.write(b"\1" * 2**20)
+            fh.flush()
     again = run_cli("ingest", "run", "--limit", N, env=env)
     assert again.returncode == 0 and "is up to date" in again.stdout, again.stderr
     more = run_cli("ingest", "run", "--limit", N + 500, env=env)
-    one_line_stderr(more, "not enough free space")
+    one_line_stderr(more, "not enough free space", "nothing was changed")
+    assert search_ok(world, digit_png)["results"]
+    # Full to the brim: even opening a shard needs a few bytes; the message says so, and nothing is lost.
+    with open(filler, "ab") as fh:
+        try:
+            while True:
+                fh.write(b"\1" * 2**16)
+                fh.flush()
+        except OSError:
+            pass
     one_line_stderr(run_cli("search", digit_png, env=env), "not enough free space", "intact")
+    one_line_stderr(run_cli("ingest", "run", "--limit", N, env=env), "not enough free space", "intact")
     filler.unlink()  # room again: nothing was lost
     assert count_points(world) == (N, gen) and generations(world) == [gen]
     assert search_ok(world, digit_png)["results"]
@@ -410,3 +419,140 @@ def test_searching_a_missing_collection_points_at_the_partial_one(world, digit_p
     env = {**world["env"], "CBIR_COLLECTION": ""}
     assert run_cli("ingest", "run", "--limit", 300, env=env).returncode == 0
     one_line_stderr(run_cli("search", digit_png, env=env), "does not exist yet", "--collection cbir-mnist-dae-first300")
+
+
+# --- what a hostile user tried next ---------------------------------------------------------------
+
+def test_ctrl_c_just_after_the_switch_keeps_the_new_collection(world, digit_png):
+    """Interrupting the clean-up that follows the switch must not undo the switch."""
+    old_gen = current_generation(world)
+    holder = _hold_shared(collection_dir(world) / f"{old_gen}.lock")  # a reader of the old generation delays its removal
+    try:
+        proc = start_cli("ingest", "run", "--recreate", "--limit", N, env=world["env"])
+        for _ in range(3000):
+            if current_generation(world) != old_gen or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    new_gen = current_generation(world)
+    assert new_gen != old_gen and count_points(world) == (N, new_gen)
+    assert search_ok(world, digit_png)["results"]
+
+
+SHARED_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_SH)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def _hold_shared(path: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", SHARED_HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_train_killed_before_its_collection_is_published_changes_no_model(world, digit_png):
+    env = {**world["env"], "CBIR_MODEL": "", "CBIR_ENCODER": "pca", "CBIR_COLLECTION": "cp"}
+    assert run_cli("ingest", "run", "--limit", N, env=env).returncode == 0  # the packaged pca
+    proc = start_cli("ingest", "run", "--train", "--train-size", "3000", "--limit", 3 * N, "--batch-size", "5", env=env)
+    saved = proc.stdout.readline()
+    assert saved.startswith("saved "), proc.communicate()
+    proc.send_signal(signal.SIGKILL)  # trained, and ingesting with the new model: killed
+    proc.wait(timeout=30)
+    assert not (world["home"] / "models" / "mnist" / "pca" / "CURRENT").exists()  # the new model never became current
+    assert search_ok({**world, "env": env}, digit_png)["results"]  # the old collection answers, with the old model
+
+
+def test_trainings_at_once_each_write_whole_models(world):
+    env = {**world["env"], "CBIR_MODEL": "", "CBIR_ENCODER": "pca"}
+    procs = [start_cli("ingest", "train", "--train-size", str(size), env=env) for size in (2000, 2500, 3000)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outs]
+    from cbir.encoder import Encoder
+    from cbir.modelfiles import KerasModel, ModelStore, read_provenance
+
+    versions = ModelStore(world["home"] / "models").versions("mnist", "pca")
+    assert len(versions) == 3
+    images = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    for path in versions:  # each version's .keras, .tflite and provenance belong together
+        assert read_provenance(path)["model_id"] == path.parent.name
+        assert np.abs(Encoder(path).encode(images) - KerasModel(path).encode(images)).max() < 1e-4
+    assert not list((world["home"] / "models" / "mnist" / "pca").glob(".*"))  # no temporary files left
+
+
+@pytest.mark.parametrize("damage", ["zero the vectors", "empty the file list"])
+def test_damage_that_keeps_file_sizes_is_caught(world, digit_png, damage):
+    gdir = collection_dir(world) / current_generation(world)
+    if damage == "zero the vectors":
+        for matrix in (gdir / "shard").rglob("vector_storage/*"):
+            if matrix.is_file() and matrix.stat().st_size > 10_000:
+                data = bytearray(matrix.read_bytes())
+                data[8:] = bytes(len(data) - 8)
+                matrix.write_bytes(bytes(data))
+    else:
+        (gdir / "files.json").write_text("{}")
+    one_line_stderr(run_cli("search", digit_png, env=world["env"]), "is damaged", "--recreate")
+    one_line_stderr(run_cli("ingest", "run", "--limit", N, env=world["env"]), "is damaged")  # never "up to date"
+
+
+def test_a_shard_that_is_a_link_is_not_followed(world, digit_png):
+    import shutil
+
+    gdir = collection_dir(world) / current_generation(world)
+    outside = world["root"] / "canary" / "moved-shard"
+    shutil.move(str(gdir / "shard"), outside)
+    (gdir / "shard").symlink_to(outside, target_is_directory=True)
+    before = outside_home(world)
+    one_line_stderr(run_cli("search", digit_png, env=world["env"]), "symbolic link")
+    assert outside_home(world) == before
+
+
+@pytest.mark.parametrize("where", ["CURRENT", "collection.json", "files.json"])
+def test_a_fifo_inside_the_store_is_refused_not_waited_on(world, digit_png, where):
+    folder = collection_dir(world)
+    path = folder / where if where == "CURRENT" else folder / current_generation(world) / where
+    path.unlink()
+    os.mkfifo(path)
+    proc = run_cli("search", digit_png, env=world["env"], timeout=60)
+    one_line_stderr(proc, "collection 'c'")
+
+
+@pytest.mark.parametrize("content", ["[" * 200_000, '{"generation": "g-\\u0000"}', "\udcff"])
+def test_a_hostile_current_file_is_one_line_and_the_advice_repairs_it(world, digit_png, content):
+    (collection_dir(world) / "CURRENT").write_bytes(content.encode("utf-8", "surrogateescape"))
+    line = one_line_stderr(run_cli("search", digit_png, env=world["env"]), "collection 'c'")
+    if "--recreate" in line:
+        assert run_cli(*advised(line), "--limit", N, env=world["env"]).returncode == 0
+        assert search_ok(world, digit_png)["results"]
+
+
+def test_the_api_key_never_lands_in_lock_files(world):
+    proc = start_cli("ingest", "run", "--recreate", "--limit", 10 * N, "--batch-size", "5", "--qdrant-api-key", "S3CRET-KEY",
+                     env=world["env"])
+    try:
+        _wait_for_new_build(world, proc, set(generations(world)))
+        text = (collection_dir(world) / "write.lock").read_text()
+        assert "S3CRET" not in text and "--qdrant-api-key ***" in text
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_advice_after_an_interruption_keeps_the_part(world):
+    env = {**world["env"], "CBIR_COLLECTION": ""}
+    proc = start_cli("ingest", "run", "--limit", 20000, "--batch-size", "5", env=env)
+    _wait_for_new_build(world, proc, set(), "cbir-mnist-dae-first20000")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    argv = advised(err.strip())
+    assert argv[:2] == ["ingest", "run"] and argv[argv.index("--limit") + 1] == "20000"

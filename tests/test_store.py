@@ -239,3 +239,57 @@ def test_edge_stores_its_record_as_json_beside_the_shard(tmp_path, rng):
     current = json.loads((tmp_path / "c" / "CURRENT").read_text())
     record = json.loads((tmp_path / "c" / current["generation"] / "collection.json").read_text())
     assert record["schema"] == 2 and record["points"] == 10 and record["complete"] is True
+
+
+def test_server_names_reserved_for_builds_and_locks_are_refused():
+    from cbir.errors import BadName
+    from cbir.names import check_collection_name
+
+    for name in ("c--g-18eb5c9a51469703-83213da1", "cbir-lock--abc"):
+        with pytest.raises(BadName, match="reserved"):
+            check_collection_name(name)
+
+
+def test_server_updates_copy_and_switch_readers_follow(rng):
+    backend = fresh_server()
+    ids, vectors, _ = build(backend, "test", rng, n=40)
+    reader = backend.reader("test")
+    before = reader.physical
+    with backend.writer("test") as session:
+        b = session.build(meta(), copy_current=True, expected_points=5)
+        more_ids, more_vectors, _, more_payloads = _points(rng, 5, offset=1000)
+        b.upsert(more_ids, more_vectors, more_payloads)
+        assert reader.count() == 40  # the copy is a new collection: the old one is untouched meanwhile
+        session.publish(b, meta())
+    # The old physical collection is gone; the reader follows the alias to the new one.
+    hits = reader.query_batch(more_vectors[:1], 1)[0]
+    assert reader.physical != before and hits.ids[0] == more_ids[0] and reader.count() == 45
+
+
+def test_server_writers_take_turns(rng, monkeypatch):
+    from cbir.errors import StoreBusy
+
+    backend = fresh_server()
+    backend.wait = 0.5
+    with backend.writer("test"):
+        start = __import__("time").monotonic()
+        with pytest.raises(StoreBusy, match="is busy: pid .* is writing to it"):
+            with backend.writer("test"):
+                pass
+        assert __import__("time").monotonic() - start >= 0.5
+    with backend.writer("test"):  # free again
+        pass
+    assert [c.name for c in backend.conn.client.get_collections().collections] == []  # the lock left nothing behind
+
+
+def test_a_server_lock_of_a_killed_writer_is_taken_over(rng, monkeypatch):
+    from cbir.store import server
+
+    backend = fresh_server()
+    backend.wait = 5
+    stale = server.ServerLock(backend, "test").acquire(1)
+    stale.held = False  # the writer died without releasing it
+    monkeypatch.setattr(server, "STALE_LOCK_SECONDS", 0.2)
+    __import__("time").sleep(0.3)
+    with backend.writer("test"):
+        pass

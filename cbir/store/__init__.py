@@ -50,7 +50,8 @@ def open_backend(settings: Settings, extra_hint_flags: tuple[str, ...] = ()) -> 
         from cbir.store.server import Connection, ServerBackend
 
         _warn_plain_http_key(settings)
-        return ServerBackend(Connection.open(settings.qdrant_url, settings.qdrant_api_key), h, settings.server_layout)
+        return ServerBackend(Connection.open(settings.qdrant_url, settings.qdrant_api_key), h, settings.server_layout,
+                             settings.wait)
     from cbir.store.edge import EdgeBackend
 
     return EdgeBackend(settings.store_dir, settings.wait, h)

@@ -111,7 +111,8 @@ def check_compatible(meta: CollectionMeta | None, expected: Expected, name: str,
     if meta is None:
         raise CollectionMissing(f"collection {name!r} does not exist yet; run {build} first")
     if not meta.complete:
-        raise CollectionDamaged(f"collection {name!r} is incomplete: an update was interrupted; run {build} again to finish it")
+        raise CollectionDamaged(f"collection {name!r} is marked incomplete, which a published collection never is; "
+                                f"rebuild it with {rebuild}")
     if meta.dim != expected.dim:
         raise CollectionIncompatible(
             f"collection {name!r} holds {meta.dim}-d vectors ({meta.encoder} encoder) but the model makes "
@@ -134,6 +135,49 @@ def check_compatible(meta: CollectionMeta | None, expected: Expected, name: str,
             "or --collection NAME for another collection"
         )
     return meta
+
+
+PROBE_POINTS = 16  # stored points a collection is checked by, each time it is opened
+
+
+def remember_sample(sample: dict, ids) -> None:
+    """Keep a few ids of the points written, spread over the whole ingest (every 997th, up to the limit)."""
+    for i in list(ids)[::997]:
+        if len(sample) < PROBE_POINTS:
+            sample[i.item() if hasattr(i, "item") else i] = True
+
+
+def _key(pid) -> str:
+    return str(pid.item() if hasattr(pid, "item") else pid)
+
+
+def make_probe(build, sample: dict) -> dict:
+    """{id: vector} of a few points as written: opening checks the store still holds exactly these."""
+    ids = list(sample)[:PROBE_POINTS]
+    if len(ids) < PROBE_POINTS:  # few points written (a small update): take some of the others too
+        others = [i for i in build.points(with_vectors=False, fields=()).ids[: 2 * PROBE_POINTS].tolist() if i not in sample]
+        ids += others[: PROBE_POINTS - len(ids)]
+    if not ids:
+        return {}
+    found = build.retrieve(ids, with_vectors=True, fields=())
+    return {_key(pid): vec.tolist() for pid, vec in zip(found.ids, found.vectors)}
+
+
+def check_probe(reader, meta: CollectionMeta, damaged) -> None:
+    """The probe points are there with the very vectors written; damaged(what) builds the error otherwise."""
+    import numpy as np
+
+    probe = meta.extra.get("probe") or {}
+    if not probe:
+        return
+    ids = [int(k) if k.isdigit() else k for k in probe]
+    found = reader.retrieve(ids, with_vectors=True, fields=())
+    got = {_key(pid): vec for pid, vec in zip(found.ids, found.vectors if found.vectors is not None else [])}
+    for key, vector in probe.items():
+        if key not in got:
+            raise damaged(f"point {key} is missing")
+        if not np.array_equal(np.asarray(vector, dtype=np.float32), np.asarray(got[key], dtype=np.float32)):
+            raise damaged(f"point {key}'s vector is not what was written")
 
 
 @dataclass(frozen=True)

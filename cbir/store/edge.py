@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import secrets
 import time
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ from cbir.errors import (
 from cbir.names import check_collection_name
 from cbir.store import files
 from cbir.store.base import CollectionInfo, Hits, Points, check_finite
-from cbir.store.collection import SCHEMA, CollectionMeta, Hints
+from cbir.store.collection import SCHEMA, CollectionMeta, Hints, check_probe, make_probe, remember_sample
 from cbir.store.locks import FileLock
 
 GENERATION = re.compile(r"^g-[0-9a-f]{16}-[0-9a-f]{8}$")
@@ -210,6 +211,8 @@ class EdgeBuild:
         self.dir = session.dir / generation
         self._shard = shard
         self._lock = lock
+        self._indexing = None  # the thread building the HNSW index, while it runs
+        self.sample: dict = {}  # a few points written, to check the published shard by (see collection.probe)
 
     def _check_space(self, n_points: int, dim: int) -> None:
         self.session.backend.check_space(self.dir, RESERVE_BYTES + n_points * bytes_per_point(dim), self.session.name)
@@ -220,6 +223,7 @@ class EdgeBuild:
         self._check_space(len(ids), vectors.shape[1])
         points = [qe.Point(id=_point_id(i), vector=v.tolist(), payload=p) for i, v, p in zip(ids, vectors, payloads)]
         self._write("upserting points", self._shard.shard.update, qe.UpdateOperation.upsert_points(points))
+        remember_sample(self.sample, ids)
 
     def delete(self, ids) -> None:
         qe = _engine()
@@ -235,6 +239,9 @@ class EdgeBuild:
     def query_batch(self, vectors, limit, label=None, exact=True, fields=("label",)) -> list[Hits]:
         return self._shard.query_batch(vectors, limit, label, exact, fields)
 
+    def retrieve(self, ids, with_vectors=False, fields=()) -> Points:
+        return self._shard.points(with_vectors, fields, ids=ids)
+
     def _write(self, what: str, fn, *args) -> None:
         try:
             fn(*args)
@@ -248,11 +255,16 @@ class EdgeBuild:
         """Build the HNSW index, write everything to disk and close the shard."""
         shard = self._shard.shard
         if index:
-            self._write("building the HNSW index", shard.optimize)
+            self._indexing = interruptible(lambda: self._write("building the HNSW index", shard.optimize))
         self._write("flushing", shard.flush)
         self._shard.close()
 
     def discard(self) -> None:
+        if self.session.backend._current_or_none(self.session.dir) == self.generation:
+            return  # it was published after all (an interrupt landed just after the switch): it is the collection
+        if self._indexing is not None and self._indexing.is_alive():
+            self._lock.release()
+            return  # the engine is still indexing into it: left for the next writer to sweep
         self._shard.close()
         try:
             files.remove_tree(self.dir, self.session.backend.root)
@@ -260,6 +272,28 @@ class EdgeBuild:
         except (OSError, StoreError):
             pass  # a leftover: the next writer sweeps it
         self._lock.release()
+
+
+def interruptible(fn):
+    """Run fn in a thread and wait for it in a way Ctrl-C can interrupt (the engine's long calls do not
+    look at signals); the thread is returned so the caller can tell whether it still runs."""
+    import threading
+
+    box: dict = {}
+
+    def run():
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name="cbir-engine-call")
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in box:
+        raise box["error"]
+    return worker
 
 
 def _point_id(value):
@@ -369,8 +403,10 @@ class EdgeWriteSession:
     def publish(self, build: EdgeBuild, meta: CollectionMeta, index: bool = True) -> CollectionMeta:
         """Finish the build and make it the collection, in one atomic switch; retire the old generation."""
         count = build.count()
+        probe = make_probe(build, build.sample)
         build.finish(index=index)
-        meta = meta.but(generation=build.generation, complete=True, points=count, schema=SCHEMA)
+        meta = meta.but(generation=build.generation, complete=True, points=count, schema=SCHEMA,
+                        extra={**meta.extra, "probe": probe})
         gdir = build.dir
         # The engine rewrites its config on a shard's first load (filling in defaults): not part of the data.
         sizes = {k: v for k, v in files.file_sizes(gdir / "shard").items() if k != "edge_config.json"}
@@ -378,21 +414,24 @@ class EdgeWriteSession:
         files.write_json_atomic(gdir / META, meta.to_json())
         old = self.backend._current_or_none(self.dir)
         files.write_json_atomic(self.dir / CURRENT, {"generation": build.generation, "schema": SCHEMA})  # the switch
-        build._lock.release()
-        if old is not None and old != build.generation:
-            self._retire(old, wait=min(self.backend.wait, 2.0))  # still read by someone: the next writer sweeps it
-        self._remove_legacy()
+        # From here on the new generation is the collection: nothing below may undo that, not even Ctrl-C.
+        try:
+            build._lock.release()
+            if old is not None and old != build.generation:
+                self._retire(old, wait=min(self.backend.wait, 2.0))  # still read by someone: the next writer sweeps it
+            self._remove_legacy()
+        except BaseException:  # noqa: BLE001 - leftovers of an older generation are swept by the next writer
+            pass
         return meta
 
     def abort(self, build: EdgeBuild) -> None:
         build.discard()
 
     def _remove_legacy(self) -> None:
-        for leftover in ("shard",):
-            path = self.dir / leftover
-            if path.exists() or path.is_symlink():
-                files.remove_tree(path, self.backend.root)
-        (self.dir / META).unlink(missing_ok=True)
+        """The files of a collection cbir 0.1 made here (one shard, no generations), once it is replaced."""
+        if (self.dir / "shard").is_dir() and (self.dir / META).is_file():
+            files.remove_tree(self.dir / "shard", self.backend.root)
+            (self.dir / META).unlink()
 
     def drop(self) -> bool:
         """Remove the collection: unpublish it at once, then delete its files as readers let go."""
@@ -499,12 +538,21 @@ class EdgeBackend:
         except (OSError, ValueError) as exc:
             raise CollectionDamaged(f"collection {name!r} is damaged: {gdir / SIZES} is unreadable ({_short(exc)}); "
                                     f"rebuild it with {self.hints.rebuild}") from exc
-        shard = gdir / "shard"
+        shard = files.refuse_link(gdir / "shard", self.root)
+        if not expected:
+            raise CollectionDamaged(f"collection {name!r} is damaged: {gdir / SIZES} lists no files; "
+                                    f"rebuild it with {self.hints.rebuild}")
+        for dirpath, dirnames, filenames in os.walk(shard):
+            for entry in dirnames + filenames:
+                if os.path.islink(os.path.join(dirpath, entry)):
+                    raise CollectionDamaged(f"collection {name!r} is damaged: {os.path.join(dirpath, entry)} is a symbolic "
+                                            f"link, which the store never makes (nor follows); rebuild it with {self.hints.rebuild}")
         for rel, size in expected.items():
             path = shard / rel
             try:
-                actual = os.lstat(path).st_size
-            except OSError:
+                st = os.lstat(path)
+                actual = st.st_size if stat.S_ISREG(st.st_mode) else -1
+            except (OSError, ValueError):
                 raise CollectionDamaged(f"collection {name!r} is damaged: {path} is missing; "
                                         f"rebuild it with {self.hints.rebuild}") from None
             if actual != size:
@@ -524,6 +572,10 @@ class EdgeBackend:
             lock = FileLock(folder / f"{gen}.lock", f"collection {name!r}")
             try:
                 lock.acquire(exclusive=False, wait=max(0.0, deadline - time.monotonic()), waited=self.wait)
+            except StoreBusy:
+                if self._current_or_none(folder) not in (None, gen):
+                    continue  # a writer is retiring the generation we read: the new one is there already
+                raise
             except OSError as exc:
                 raise StoreError(f"cannot open collection {name!r} in {folder}: {exc.strerror or exc}; "
                                  "check permissions in CBIR_HOME") from exc
@@ -544,6 +596,10 @@ class EdgeBackend:
         try:
             engine_shard = _engine().EdgeShard.load(str(gdir / "shard"))
         except Exception as exc:
+            if not os.access(gdir / "shard", os.W_OK):
+                raise StoreError(f"cannot open collection {name!r}: {gdir / 'shard'} is not writable ({_short(exc)}); "
+                                 "the engine rewrites a few small files when it opens a shard, so cbir needs write "
+                                 "access to CBIR_HOME/qdrant even to search") from exc
             free = files.free_bytes(gdir)
             if free < FULL_DISK_BYTES:
                 # The engine rewrites a small file when it opens a shard: even reading needs a little room.
@@ -554,15 +610,18 @@ class EdgeBackend:
             raise CollectionDamaged(f"collection {name!r} is damaged: its shard in {gdir} does not load ({_short(exc)}); "
                                     f"rebuild it with {hints.rebuild}") from exc
         shard = _Shard(engine_shard, gdir / "shard", name, hints)
+        reader = EdgeReader(name, self.location_of(name), gen, meta, shard, lock)
         try:
             count = shard.count()
             if count != meta.points:
                 raise CollectionDamaged(f"collection {name!r} is damaged: it holds {count} points, {meta.points} were "
                                         f"written; rebuild it with {hints.rebuild}")
+            check_probe(reader, meta, lambda what: CollectionDamaged(
+                f"collection {name!r} is damaged: {what}; rebuild it with {hints.rebuild}"))
         except BaseException:
             shard.close()
             raise
-        return EdgeReader(name, self.location_of(name), gen, meta, shard, lock)
+        return reader
 
     def generation(self, name: str) -> str | None:
         return self._current_or_none(self.folder(name))

@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from cbir import safeio
 from cbir.errors import StoreError
 
 
@@ -47,11 +48,8 @@ def write_json_atomic(path: Path, data) -> None:
 
 
 def read_json(path: Path):
-    """The JSON in a file (any type); OSError and ValueError pass through to the caller."""
-    if os.path.islink(path):
-        raise OSError(f"{path} is a symbolic link")
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """The JSON in a small regular file of the store's own (a link or a FIFO is an OSError, never followed)."""
+    return safeio.read_json(path, follow_links=False)
 
 
 def fsync_dir(path: Path) -> None:

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -20,12 +21,34 @@ from pathlib import Path
 from cbir.errors import StoreBusy
 
 
+SECRET_FLAGS = ("--qdrant-api-key",)
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command line safe to show or store: API keys and URL credentials replaced by ***."""
+    from cbir.settings import redact_url
+
+    out, hide = [], False
+    for word in argv:
+        if hide:
+            out.append("***")
+            hide = False
+            continue
+        flag, eq, _ = word.partition("=")
+        if flag in SECRET_FLAGS:
+            out.append(f"{flag}=***" if eq else word)
+            hide = not eq
+            continue
+        out.append(redact_url(word) if "@" in word else word)
+    return out
+
+
 def describe_process(pid: int) -> str:
     """'pid 123 (`search digit.png`)', or just 'pid 123' where the command line cannot be read."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        words = [Path(w.decode(errors="replace")).name if i == 0 else w.decode(errors="replace")
-                 for i, w in enumerate(argv) if w]
+        words = redact_argv([Path(w.decode(errors="replace")).name if i == 0 else w.decode(errors="replace")
+                             for i, w in enumerate(argv) if w])
         if len(words) > 1 and words[0].startswith("python"):
             words = words[1:]  # `python -m x`, `python script`: the script says more than the interpreter
             words[0] = Path(words[0]).name if not words[0].startswith("-") else words[0]
@@ -73,10 +96,16 @@ class FileLock:
 
         Raises FileNotFoundError when create=False and the lock file is gone (its generation was retired).
         """
-        flags = os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-        if self.create:
-            flags |= os.O_CREAT
-        fd = os.open(self.path, flags, 0o644)
+        base = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:  # a reader needs no write access to an existing lock file (flock works on read-only files)
+            fd = os.open(self.path, base | (os.O_RDWR if exclusive else os.O_RDONLY))
+        except FileNotFoundError:
+            if not self.create:
+                raise
+            fd = os.open(self.path, base | os.O_RDWR | os.O_CREAT, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"{self.path} is not a regular file")
         mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
         deadline = time.monotonic() + wait
         pause = 0.005
@@ -103,7 +132,7 @@ class FileLock:
 
     def _note_holder(self, fd: int) -> None:
         """Write who holds the lock into the file, for systems without /proc/locks."""
-        info = {"pid": os.getpid(), "command": " ".join(sys.argv)[:200], "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        info = {"pid": os.getpid(), "command": " ".join(redact_argv(sys.argv))[:200], "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)

@@ -20,15 +20,16 @@ from typing import Iterator
 
 import numpy as np
 
-from cbir.errors import CbirError, CollectionDamaged, CollectionIncompatible, CollectionMissing, ServerError
+from cbir.errors import CbirError, CollectionDamaged, CollectionIncompatible, CollectionMissing, ServerError, StoreBusy
 from cbir.names import check_collection_name
 from cbir.settings import redact_url
 from cbir.store.base import CollectionInfo, Hits, Points, check_finite
-from cbir.store.collection import SCHEMA, CollectionMeta, Hints
+from cbir.store.collection import SCHEMA, CollectionMeta, Hints, check_probe, make_probe, remember_sample
 from cbir.store.edge import new_generation
 
 _MEMORY_CLIENTS: dict[str, object] = {}  # ':memory:' is one engine per process, shared by every open
-STALE_BUILD_SECONDS = 3600  # an unfinished build older than this was killed: the next writer removes it
+STALE_LOCK_SECONDS = 120  # a write lock not renewed for this long belonged to a killed writer
+RETIRE_GRACE_SECONDS = 1.0  # after a switch, readers of the old collection get this long to finish a call
 
 
 def physical_name(name: str, generation: str) -> str:
@@ -166,13 +167,41 @@ def _pid(value):
 
 
 class ServerReader(_Collection):
+    """A collection on the server, read through the physical collection its alias named when it opened.
+
+    Should a rebuild switch the alias and delete that collection meanwhile, a call fails once and
+    is retried on the new one (a search simply gets the new collection's answer).
+    """
+
     local = False  # rankings come from the server's own queries
-    def __init__(self, conn: Connection, name: str, physical: str, meta: CollectionMeta):
-        super().__init__(conn, physical)
+
+    def __init__(self, backend: "ServerBackend", name: str, physical: str, meta: CollectionMeta):
+        super().__init__(backend.conn, physical)
+        self.backend = backend
         self.name = name
         self.meta = meta
-        self.location = conn.location
+        self.location = backend.conn.location
         self.generation = meta.generation
+
+    def _retrying(self, method, *args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except ServerError:
+            found = self.backend._resolve(self.name)
+            if found is None or found[0] == self.physical:
+                raise
+            self.physical, self.meta = found  # switched by a rebuild: the new collection answers
+            self.generation = self.meta.generation
+            return method(*args, **kwargs)
+
+    def count(self) -> int:
+        return self._retrying(super().count)
+
+    def query_batch(self, vectors, limit, label=None, exact=True, fields=("label",)) -> list[Hits]:
+        return self._retrying(super().query_batch, vectors, limit, label, exact, fields)
+
+    def points(self, with_vectors=True, fields=("label",), ids=None) -> Points:
+        return self._retrying(super().points, with_vectors, fields, ids)
 
     def retrieve(self, ids, with_vectors=False, fields=("label",)) -> Points:
         return self.points(with_vectors, fields, ids=ids)
@@ -182,18 +211,105 @@ class ServerReader(_Collection):
 
 
 class ServerBuild(_Collection):
-    def __init__(self, conn: Connection, physical: str, generation: str, in_place: bool):
+    def __init__(self, conn: Connection, physical: str, generation: str, lock: "ServerLock"):
         super().__init__(conn, physical)
         self.generation = generation
-        self.in_place = in_place
+        self.sample: dict = {}
+        self.lock = lock
+
+    def upsert(self, ids, vectors, payloads) -> None:
+        super().upsert(ids, vectors, payloads)
+        remember_sample(self.sample, ids)
+        self.lock.beat()
+
+    def retrieve(self, ids, with_vectors=False, fields=()) -> Points:
+        return self.points(with_vectors, fields, ids=ids)
+
+
+class ServerLock:
+    """One writer per collection on a server: a marker collection that only one creator gets.
+
+    Creating a collection is atomic on Qdrant, so whoever creates `cbir-lock--<name's hash>` holds
+    the lock; the holder's pid, host and command are its metadata, renewed as it works, and a lock
+    whose holder stopped renewing it for STALE_LOCK_SECONDS (a killed writer) is taken over.
+    """
+
+    def __init__(self, backend: "ServerBackend", name: str):
+        self.backend = backend
+        self.name = name
+        self.marker = "cbir-lock--" + hashlib.sha256(name.encode()).hexdigest()[:24]
+        self._last = 0.0
+        self.held = False
+
+    def _info(self) -> dict:
+        import os
+        import socket
+        import sys
+
+        from cbir.store.locks import redact_argv
+
+        return {"cbir_lock": self.name, "pid": os.getpid(), "host": socket.gethostname(),
+                "command": " ".join(redact_argv(sys.argv))[:200], "heartbeat": time.time()}
+
+    def acquire(self, wait: float) -> "ServerLock":
+        from qdrant_client import models
+
+        conn = self.backend.conn
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                conn.call("taking the write lock", conn.client.create_collection, self.marker,
+                          vectors_config=models.VectorParams(size=1, distance=models.Distance.DOT), metadata=self._info())
+                self.held = True
+                self._last = time.time()
+                return self
+            except ServerError:
+                holder = self._holder()
+                if holder is None:
+                    continue  # released meanwhile: try again at once
+                if time.time() - float(holder.get("heartbeat", 0)) > STALE_LOCK_SECONDS:
+                    self._drop()  # its holder was killed: take it over
+                    continue
+                if time.monotonic() >= deadline:
+                    who = f"pid {holder.get('pid')} on {holder.get('host')} (`{holder.get('command', '')}`)"
+                    raise StoreBusy(f"collection {self.name!r} on {conn.location} is busy: {who} is writing to it; "
+                                    f"gave up after waiting {wait:g} s; try again when it is done, or wait longer with "
+                                    "--wait SECONDS (CBIR_WAIT)") from None
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    def _holder(self) -> dict | None:
+        try:
+            info = self.backend.conn.call("reading the write lock", self.backend.conn.client.get_collection, self.marker)
+        except ServerError:
+            return None
+        return dict(info.config.metadata or {})
+
+    def beat(self) -> None:
+        """Renew the lock now and then while working."""
+        if self.held and time.time() - self._last > 10:
+            self._last = time.time()
+            conn = self.backend.conn
+            conn.call("renewing the write lock", conn.client.update_collection, self.marker, metadata=self._info())
+
+    def _drop(self) -> None:
+        try:
+            self.backend.conn.call("releasing the write lock", self.backend.conn.client.delete_collection, self.marker)
+        except ServerError:
+            pass
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._drop()
 
 
 class ServerWriteSession:
-    def __init__(self, backend: "ServerBackend", name: str):
+    def __init__(self, backend: "ServerBackend", name: str, lock: ServerLock):
         self.backend = backend
         self.name = name
         self.location = backend.location
         self.swept = 0
+        self.lock = lock
 
     def current(self) -> CollectionMeta | None:
         found = self.backend._resolve(self.name)
@@ -210,44 +326,62 @@ class ServerWriteSession:
             meta = self.backend._meta_or_none(physical)
             if meta is None or meta.name != self.name:
                 continue
-            started = meta.extra.get("build_started", 0)
-            if meta.complete or time.time() - float(started or 0) > STALE_BUILD_SECONDS:
-                conn.call("deleting a leftover collection", conn.client.delete_collection, physical)
-                removed += 1
+            # Writers hold the lock: any other build of this name was left by a killed one.
+            conn.call("deleting a leftover collection", conn.client.delete_collection, physical)
+            removed += 1
         self.swept += removed
         return removed
 
     def build(self, meta: CollectionMeta, copy_current: bool = False, expected_points: int = 0) -> ServerBuild:
+        """A new physical collection beside the current one: empty, or a copy of it to change."""
         from qdrant_client import models
 
         self.sweep()
         conn = self.backend.conn
+        source = None
         if copy_current:
             found = self.backend._resolve(self.name)
             if found is None:
                 raise CollectionMissing(f"collection {self.name!r} does not exist yet; run {self.backend.hints.build} first")
-            physical, current = found
-            return ServerBuild(conn, physical, current.generation, in_place=True)
+            source = found[0]
         gen = new_generation()
         physical = physical_name(self.name, gen)
-        record = meta.but(generation=gen, complete=False, extra={**meta.extra, "build_started": time.time()})
-        settings = self.backend.layout
+        record = meta.but(generation=gen, complete=False)
+        layout = self.backend.layout
         conn.call("creating a collection", conn.client.create_collection, physical,
                   vectors_config=models.VectorParams(size=meta.dim, distance=models.Distance.EUCLID),
-                  shard_number=settings.get("shards"), replication_factor=settings.get("replicas"),
+                  shard_number=layout.get("shards"), replication_factor=layout.get("replicas"),
                   metadata=record.to_json())
-        return ServerBuild(conn, physical, gen, in_place=False)
+        build = ServerBuild(conn, physical, gen, self.lock)
+        if source is not None:
+            self._copy(source, build)
+        return build
+
+    def _copy(self, source: str, build: ServerBuild) -> None:
+        """Every point of the current collection into the build (server collections are copied through the client)."""
+        from qdrant_client import models
+
+        conn = self.backend.conn
+        offset = None
+        while True:
+            records, offset = conn.call("copying the collection", conn.client.scroll, source, limit=1000, offset=offset,
+                                        with_payload=True, with_vectors=True)
+            if records:
+                points = [models.PointStruct(id=r.id, vector=r.vector, payload=r.payload) for r in records]
+                conn.call("copying the collection", conn.client.upsert, build.physical, points=points, wait=True)
+                build.lock.beat()
+            if offset is None:
+                break
 
     def publish(self, build: ServerBuild, meta: CollectionMeta, index: bool = True) -> CollectionMeta:
         from qdrant_client import models
 
         conn = self.backend.conn
         count = build.count()
-        extra = {k: v for k, v in meta.extra.items() if k != "build_started"}
-        meta = meta.but(generation=build.generation, complete=True, points=count, schema=SCHEMA, extra=extra)
+        probe = make_probe(build, build.sample)
+        meta = meta.but(generation=build.generation, complete=True, points=count, schema=SCHEMA,
+                        extra={**meta.extra, "probe": probe})
         conn.call("updating collection metadata", conn.client.update_collection, build.physical, metadata=meta.to_json())
-        if build.in_place:
-            return meta
         old = self.backend._alias_target(self.name)
         if old is None and self.backend._exists(self.name):
             # A collection of an older cbir holds the name itself: it must go before the alias can take its place.
@@ -257,16 +391,23 @@ class ServerWriteSession:
             ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.name)))
         ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=build.physical, alias_name=self.name)))
         conn.call("switching the alias", conn.client.update_collection_aliases, change_aliases_operations=ops)
+        # From here on the new collection is the collection: nothing below may undo that.
         if old is not None and old != build.physical:
-            conn.call("deleting the old collection", conn.client.delete_collection, old)
+            try:
+                time.sleep(RETIRE_GRACE_SECONDS)  # readers still on the old collection finish their call
+                conn.call("deleting the old collection", conn.client.delete_collection, old)
+            except BaseException:  # noqa: BLE001 - the next writer sweeps it
+                pass
+        build.published = True
         return meta
 
     def abort(self, build: ServerBuild) -> None:
-        if not build.in_place:
-            try:
-                self.backend.conn.call("deleting an unfinished collection", self.backend.conn.client.delete_collection, build.physical)
-            except CbirError:
-                pass  # the next writer sweeps it
+        if getattr(build, "published", False) or self.backend._alias_target(self.name) == build.physical:
+            return
+        try:
+            self.backend.conn.call("deleting an unfinished collection", self.backend.conn.client.delete_collection, build.physical)
+        except CbirError:
+            pass  # the next writer sweeps it
 
     def drop(self) -> bool:
         from qdrant_client import models
@@ -291,8 +432,9 @@ class ServerWriteSession:
 class ServerBackend:
     """Collections on one Qdrant server."""
 
-    def __init__(self, conn: Connection, hints: Hints | None = None, layout: dict | None = None):
+    def __init__(self, conn: Connection, hints: Hints | None = None, layout: dict | None = None, wait: float = 30.0):
         self.conn = conn
+        self.wait = wait
         self.hints = hints or Hints()
         self.location = conn.location
         self.layout = layout or {}  # shards / replicas for new collections
@@ -347,11 +489,13 @@ class ServerBackend:
         if found is None:
             raise CollectionMissing(f"collection {name!r} does not exist yet on {self.location}; run {self.hints.build} first")
         physical, meta = found
-        reader = ServerReader(self.conn, name, physical, meta)
+        reader = ServerReader(self, name, physical, meta)
         count = reader.count()
-        if meta.complete and count != meta.points:
-            raise CollectionDamaged(f"collection {name!r} on {self.location} holds {count} points, {meta.points} were "
+        if count != reader.meta.points:
+            raise CollectionDamaged(f"collection {name!r} on {self.location} holds {count} points, {reader.meta.points} were "
                                     f"written; rebuild it with {self.hints.rebuild}")
+        check_probe(reader, reader.meta, lambda what: CollectionDamaged(
+            f"collection {name!r} on {self.location} is damaged: {what}; rebuild it with {self.hints.rebuild}"))
         return reader
 
     def generation(self, name: str) -> str | None:
@@ -361,7 +505,11 @@ class ServerBackend:
     @contextmanager
     def writer(self, name: str) -> Iterator[ServerWriteSession]:
         check_collection_name(name)
-        yield ServerWriteSession(self, name)
+        lock = ServerLock(self, name).acquire(self.wait)
+        try:
+            yield ServerWriteSession(self, name, lock)
+        finally:
+            lock.release()
 
     def collections(self) -> list[CollectionInfo]:
         out = []

@@ -1,8 +1,9 @@
-"""Fit the registered encoders on a training split. Labels are never read here.
+"""`dae-umap` (the default): the seed DAE's conv encoder plus a dense head, trained to reproduce a UMAP
+embedding of the training images, so a query is one forward pass.
 
-pixels and pca are closed-form; dae is the seed's training (cbir.model.train); dae-umap learns a
-neighbour-graph embedding of the training images with UMAP, then trains a network built on the
-DAE's conv encoder to reproduce it, so a query is one forward pass (no per-query optimisation).
+UMAP's neighbour graph is built on (deskewed, or contrast-normalised) pixels reduced by PCA; the
+network starts from the DAE's conv weights and learns to put each image where UMAP put it. No
+label is read. On clothes, a scaled PCA of the pixels is appended to keep pixel-level neighbours.
 """
 
 from __future__ import annotations
@@ -12,16 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cbir.encoder import to_float
-
-
-@dataclass(frozen=True)
-class PcaConfig:
-    """PCA encoder settings."""
-
-    dims: int = 32
-    seed: int = 0
-    train_size: int | None = None  # None = the whole training split
+from ingest.encoders.base import EncoderSpec, FitContext, fitted_pca, frozen_dense, image_input, to_float
 
 
 @dataclass(frozen=True)
@@ -43,47 +35,6 @@ class ManifoldConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     train_size: int | None = None
-
-
-def _inputs(name: str):
-    import keras
-
-    return keras.Input(shape=(28, 28, 1), name=name)
-
-
-def fit_pixels() -> object:
-    """The identity encoder: 784 pixels in [0, 1]."""
-    import keras
-
-    inp = _inputs("image")
-    return keras.Model(inp, keras.layers.Flatten(name="pixels")(inp), name="pixels")
-
-
-def _fitted_pca(features: np.ndarray, dims: int, seed: int):
-    from sklearn.decomposition import PCA
-
-    return PCA(dims, random_state=seed).fit(features)
-
-
-def _frozen_dense(pca, name: str):
-    """A frozen Dense layer computing a fitted PCA's (x - mean) @ components.T."""
-    import keras
-
-    comps = pca.components_.astype(np.float32)
-    dense = keras.layers.Dense(len(comps), name=name, trainable=False)
-    dense.build((None, comps.shape[1]))
-    dense.set_weights([comps.T, (-pca.mean_ @ comps.T).astype(np.float32)])
-    return dense
-
-
-def fit_pca(images: np.ndarray, config: PcaConfig = PcaConfig()) -> tuple[object, dict]:
-    """PCA of the pixels, as a Keras model (Flatten -> frozen Dense)."""
-    import keras
-
-    pca = _fitted_pca(to_float(images).reshape(len(images), -1), config.dims, config.seed)
-    inp = _inputs("image")
-    model = keras.Model(inp, _frozen_dense(pca, "pca")(keras.layers.Flatten()(inp)), name="pca")
-    return model, {"explained_variance": round(float(pca.explained_variance_ratio_.sum()), 4)}
 
 
 def deskewed(images: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -114,7 +65,7 @@ def graph_features(images: np.ndarray, config: ManifoldConfig) -> np.ndarray:
 
 def graph_pca(features: np.ndarray, config: ManifoldConfig):
     """The PCA the graph is built on (and the local part, if any, appends)."""
-    return _fitted_pca(features, config.graph_pca_dims, config.seed)
+    return fitted_pca(features, config.graph_pca_dims, config.seed)
 
 
 def umap_targets(reduced: np.ndarray, config: ManifoldConfig, verbose: bool = False) -> np.ndarray:
@@ -136,14 +87,14 @@ def build_manifold_network(dae, config: ManifoldConfig):
     import keras
 
     from cbir.layers import Deskew
-    from cbir.model import CODE_LAYER
+    from cbir.modelfiles import CODE_LAYER
 
     trunk = keras.Model(dae.input, dae.get_layer(CODE_LAYER).output, name="dae_encoder")
-    inp = _inputs("image")
+    inp = image_input("image")
     x = Deskew(name="deskew")(inp) if config.deskew else inp
-    x = keras.layers.Flatten()(trunk(x))
-    x = keras.layers.Dense(config.hidden, activation="relu")(x)
-    x = keras.layers.Dense(config.hidden, activation="relu")(x)
+    x = keras.layers.Flatten(name="code")(trunk(x))
+    x = keras.layers.Dense(config.hidden, activation="relu", name="hidden1")(x)
+    x = keras.layers.Dense(config.hidden, activation="relu", name="hidden2")(x)
     out = keras.layers.Dense(config.dims, name="embedding")(x)
     return keras.Model(inp, out, name="dae_umap")
 
@@ -157,11 +108,11 @@ def with_local_part(network, pca, reduced: np.ndarray, config: ManifoldConfig):
 
     from cbir.layers import Deskew, UnitContrast
 
-    inp = _inputs("image")
-    y = Deskew()(inp) if config.deskew else inp
-    y = UnitContrast()(y) if config.unit_contrast else keras.layers.Flatten()(y)
+    inp = image_input("image")
+    y = Deskew(name="deskew_local")(inp) if config.deskew else inp
+    y = UnitContrast(name="unit_contrast")(y) if config.unit_contrast else keras.layers.Flatten(name="flat")(y)
     scale = config.local_weight * np.sqrt(config.dims) / np.sqrt((reduced**2).sum(1).mean())
-    local = keras.layers.Rescaling(float(scale), name="local")(_frozen_dense(pca, "local_pca")(y))
+    local = keras.layers.Rescaling(float(scale), name="local")(frozen_dense(pca, "local_pca")(y))
     out = keras.layers.Concatenate(name="embedding_and_local")([network(inp), local])
     return keras.Model(inp, out, name="dae_umap_local")
 
@@ -190,3 +141,25 @@ def fit_manifold(images: np.ndarray, dae, config: ManifoldConfig, verbose: int =
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "final_loss": float(history.history["loss"][-1]),
     }
+
+
+def default(n_images: int, digits: bool) -> ManifoldConfig:
+    """Measured choices (README, Retrieval quality): digits are deskewed; other pictures are compared by
+    contrast-normalised pixels, with their PCA kept beside the embedding for the nearest neighbours."""
+    return ManifoldConfig(deskew=digits, unit_contrast=not digits, local_weight=0.0 if digits else 0.25)
+
+
+def fit(images, context: FitContext):
+    from cbir.modelfiles import load_keras, model_id
+
+    dae_path = context.base_model("dae")
+    network, info = fit_manifold(images, load_keras(dae_path), context.config, verbose=context.verbose)
+    return network, {**info, "base_dae": {"file": str(dae_path), "model_id": model_id(dae_path)}}
+
+
+ENCODER = EncoderSpec(
+    "dae-umap",
+    "the DAE's conv encoder plus a dense head, trained to reproduce a 16-d UMAP embedding of the training images "
+    "(no labels); deskews digits first",
+    fit, ManifoldConfig, default,
+)
