@@ -3,7 +3,6 @@
 import gzip
 import json
 import os
-import signal
 import socket
 import struct
 import subprocess
