@@ -1,0 +1,1 @@
+"""`cbir serve`: the search as a web page and a JSON API (FastAPI + uvicorn)."""
