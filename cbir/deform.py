@@ -58,6 +58,7 @@ CENTRE = (SIZE - 1) / 2  # 13.5: the frame's centre in pixel coordinates
 SEED_BITS = 24  # generate()'s seed: 0 <= seed < 2**24
 INDEX_BITS = 40  # generate()'s item index: 0 <= i < 2**40 (about 10**12 items)
 _KEY = (0x6362_6972_2D64_6566, 1)  # Philox key: b"cbir-def", recipe version 1
+RECIPE = "infimnist-cbir-1"  # recorded with collections of deformed digits: a new recipe is a new data set
 _CHUNK = 256  # items per internal step: bounds memory, keeps arrays near the caches
 
 

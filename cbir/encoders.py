@@ -38,8 +38,10 @@ def spec(name: str):
 
 
 def model_scope(settings) -> str:
-    """Whose models: a data set's (mnist, fashion-mnist), or a folder collection's own."""
-    return settings.dataset
+    """Whose models: a data set's (mnist, fashion-mnist; mnist-deformed is MNIST's)."""
+    from cbir.sources import models_from
+
+    return models_from(settings.dataset)
 
 
 def resolve_model_path(settings) -> Path:
@@ -49,7 +51,7 @@ def resolve_model_path(settings) -> Path:
     trained = ModelStore(settings.trained_model_dir).current(model_scope(settings), settings.encoder)
     if trained is not None:
         return trained
-    packaged = packaged_path(settings.dataset, settings.encoder)
+    packaged = packaged_path(model_scope(settings), settings.encoder)
     if packaged.is_file():
         return packaged
     name = spec(settings.encoder).name  # an unknown name says so, listing the known ones

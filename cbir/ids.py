@@ -14,17 +14,25 @@ _DATASET_STEP = 1_000_000_000
 _SPLIT_STEP = 100_000_000
 
 
+# Each data set's code: part of every point id, so never renumbered.
+CODES = {**{spec.name: spec.code for spec in DATASETS.values()}, "mnist-deformed": 3}
+
+
 def point_ids(dataset: str, split: str, indices) -> np.ndarray:
     """Ids for the given indices of one split of one data set (int64 array)."""
     idx = np.asarray(indices, dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= _SPLIT_STEP):
         raise ValueError("index out of range for a point id")
-    return get_spec(dataset).code * _DATASET_STEP + SPLITS.index(split) * _SPLIT_STEP + idx
+    if dataset not in CODES:
+        get_spec(dataset)  # says which data sets there are
+    return CODES[dataset] * _DATASET_STEP + SPLITS.index(split) * _SPLIT_STEP + idx
 
 
 def decode(point_id: int) -> tuple[str, str, int]:
-    """(dataset, split, index) of a point id."""
+    """(dataset, split, index) of a point id; ValueError for an id no data set point has."""
     code, rest = divmod(int(point_id), _DATASET_STEP)
     split, index = divmod(rest, _SPLIT_STEP)
-    name = next(spec.name for spec in DATASETS.values() if spec.code == code)
+    name = next((n for n, c in CODES.items() if c == code), None)
+    if name is None or not 0 <= split < len(SPLITS) or point_id < 0:
+        raise ValueError(f"{point_id} is not the id of a data set's point")
     return name, SPLITS[split], index

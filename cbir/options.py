@@ -33,7 +33,7 @@ QdrantUrl = Annotated[Optional[str], typer.Option("--qdrant-url", help=_help("Qd
 QdrantApiKey = Annotated[Optional[str], typer.Option("--qdrant-api-key", help=_help("API key for the Qdrant server.", "qdrant_api_key"), show_default=False)]
 Collection = Annotated[Optional[str], typer.Option("--collection", help=_help("Collection name (default: cbir-DATASET-ENCODER).", "collection"), show_default=False)]
 Model = Annotated[Optional[Path], typer.Option("--model", help=_help("A .keras model file; overrides --encoder's (default: the encoder's model trained under CBIR_HOME, else the packaged one).", "model"), show_default=False)]
-Dataset = Annotated[Optional[str], typer.Option("--dataset", help=_help("mnist or fashion-mnist (default: mnist).", "dataset"), show_default=False)]
+Dataset = Annotated[Optional[str], typer.Option("--dataset", help=_help("mnist, fashion-mnist or mnist-deformed (default: mnist).", "dataset"), show_default=False)]
 Encoder = Annotated[Optional[str], typer.Option("--encoder", "-e", help=_help("pixels, pca, dae or dae-umap (default: dae-umap).", "encoder"), show_default=False)]
 Wait = Annotated[Optional[float], typer.Option("--wait", help=_help("Seconds to wait for a store another process holds (default 30; 0 = fail at once).", "wait"), show_default=False)]
 
@@ -98,6 +98,13 @@ def cli_errors(func):
                 _silence_stdout()
                 fail(f"cannot write the output: {exc.strerror}")
             fail(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc))
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug: still one line, and the way to the traceback
+            if _debug():
+                raise
+            fail(f"internal error ({type(exc).__name__}: {str(exc)[:200]}); run again with CBIR_DEBUG=1 to see where, "
+                 "and report it")
 
     return wrapper
 

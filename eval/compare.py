@@ -49,10 +49,10 @@ def collection_settings(settings: Settings, name: str, limit: int | None) -> Set
 
 def ensure_ingested(settings: Settings, encoder, limit: int | None, progress: bool) -> bool:
     """Bring the encoder's collection up to date (only what is missing is encoded); True if anything was written."""
-    from cbir.sources import idx_source
+    from cbir.sources import source_for
     from ingest.pipeline import ingest
 
-    source = idx_source(settings, "train", first=limit)
+    source = source_for(settings, "train", first=limit)
     try:
         report = ingest(settings, encoder, source, progress=progress)
     except CollectionIncompatible:
@@ -85,7 +85,9 @@ def compare(settings: Settings, names: list[str], n_queries: int | None, seed: i
     names = [encoders.spec(n).name for n in names]
     if not names:
         raise CbirError("no encoders to compare; pass --encoders NAME,NAME")
-    test = datasets.load(settings.dataset, "test", settings.data_dir, settings.cache_dir)
+    from cbir.sources import queries_from
+
+    test = datasets.load(queries_from(settings.dataset), "test", settings.data_dir, settings.cache_dir)
     rows = []
     for name in names:
         s = collection_settings(settings, name, limit)

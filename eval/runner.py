@@ -125,7 +125,9 @@ def subset_lrap(distances: np.ndarray, relevant: np.ndarray, subsets: dict[int, 
 def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000, seed: int = 0,
              chunk: int = 256, progress: bool = True, backend: Backend | None = None) -> EvalReport:
     """Query the whole collection with test images and score every full ranking."""
-    test = datasets.load(settings.dataset, "test", settings.data_dir, settings.cache_dir)
+    from cbir.sources import queries_from
+
+    test = datasets.load(queries_from(settings.dataset), "test", settings.data_dir, settings.cache_dir)
     idx = select_queries(len(test), n_queries, seed)
     with reading(settings, encoder.expected(settings.dataset), backend) as reader, \
             ThreadPoolExecutor(os.cpu_count() or 1) as pool:

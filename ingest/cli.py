@@ -70,6 +70,7 @@ def run(
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs when --train is given (default: the encoder's).")] = None,
     train_size: Annotated[Optional[int], typer.Option(min=1, help="With --train: fit on the first N images only.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Ingest only the first N training images, into a collection of their own (default name: cbir-DATASET-ENCODER-firstN).")] = None,
+    size: Annotated[Optional[int], typer.Option(min=1, max=99_999_999, help="With --dataset mnist-deformed: how many images to make (default 1,000,000; the first 60,000 are MNIST's own).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Images per encode/upsert batch.")] = 1000,
     recreate: Annotated[bool, typer.Option(help="Build the collection anew, beside the old one, which answers searches until the new one replaces it.")] = False,
     home: opt.Home = None,
@@ -85,7 +86,7 @@ def run(
     """Encode the training split and write it into Qdrant: only what is new or changed; re-running never duplicates."""
     from cbir.encoder import Encoder
     from cbir.encoders import with_encoder
-    from cbir.sources import idx_source
+    from cbir.sources import source_for
     from ingest.pipeline import ingest
     from ingest.train import train_and_save
 
@@ -102,13 +103,13 @@ def run(
         encoder = Encoder(trained, name=settings.encoder)
     else:
         settings, encoder = with_encoder(settings)
-    source = idx_source(settings, "train", first=limit)
+    source = source_for(settings, "train", first=limit, size=size)
     if source.partial and settings.collection is None:
         # A part never replaces the whole: it gets a collection of its own.
         settings = settings.but(collection=f"{settings.collection_name}-first{len(source)}")
     report = ingest(settings, encoder, source, recreate=recreate or train_first, batch_size=batch_size,
                     progress=opt.progress_enabled(), log=lambda line: typer.echo(line, err=True),
-                    hint_flags=("--limit", str(limit)) if limit else ())
+                    hint_flags=(("--limit", str(limit)) if limit else ()) + (("--size", str(size)) if size else ()))
     if trained is not None:
         from cbir.modelfiles import ModelStore
 

@@ -81,34 +81,33 @@ def collection_meta(name: str, encoder: Encoder, source, n_points: int) -> Colle
     """The record of a collection this encoder builds from this source."""
     return CollectionMeta(
         name=name, dim=encoder.dim, model_id=encoder.model_id, encoder=encoder.name,
-        encoder_sha256=encoder.encoder_sha256, dataset=source.dataset, points=n_points, complete=False,
+        encoder_sha256=encoder.encoder_sha256, dataset=source.name, points=n_points, complete=False,
         model_file=str(encoder.path), source=source.describe(), created=now(), cbir_version=__version__,
     )
 
 
 def plan(session, source, encoder: Encoder, recreate: bool, hints) -> tuple[Plan, CollectionMeta | None]:
     """Compare the source with the current collection; refuse what would lose data."""
-    wanted = source.manifest()
     current = None
     try:
         current = session.current()
     except (CollectionDamaged, CollectionIncompatible):
         if not recreate:
             raise  # the message says to rebuild with --recreate
-    if current is not None and source.kind == "idx":
+    if current is not None and source.kind in ("idx", "deformed"):
         refuse_shrinking(current, source, session.name, recreate)
     if recreate or current is None:
-        return Plan(add=list(wanted), rebuild=True), current
-    check_compatible(current, encoder.expected(source.dataset), session.name, hints.rebuild, hints.build)
-    if current.source.get("kind") != source.describe()["kind"]:
+        return Plan(add=source.point_ids().tolist(), rebuild=True), current
+    check_compatible(current, encoder.expected(source.name), session.name, hints.rebuild, hints.build)
+    if current.source.get("kind") != source.kind:
         raise CbirError(f"collection {session.name!r} was built from {current.source.get('kind')} data, not "
-                        f"{source.describe()['kind']}; use --collection NAME for another collection")
+                        f"{source.kind}; use --collection NAME for another collection")
     if current.source == source.describe():
         session.backend.reader(session.name).close()  # checked like any open: a damaged collection is never up to date
         return Plan(unchanged=current.points), current  # the same items of the same files: nothing to read
     stored = stored_manifest(session)
     p = Plan()
-    for pid, fp in wanted.items():
+    for pid, fp in source.manifest().items():
         old = stored.pop(pid, None)
         if old is None:
             p.add.append(pid)
@@ -122,6 +121,12 @@ def plan(session, source, encoder: Encoder, recreate: bool, hints) -> tuple[Plan
 
 def refuse_shrinking(current: CollectionMeta, source, name: str, recreate: bool) -> None:
     """A partial ingest (--limit) never replaces a full collection, nor shrinks a partial one (unless --recreate)."""
+    if source.kind == "deformed":
+        held = current.source.get("size")
+        if isinstance(held, int) and len(source) < held and not recreate:
+            raise CbirError(f"collection {name!r} holds {held} generated images; --size {len(source)} would shrink it; "
+                            "use another --collection, or --recreate to rebuild it smaller")
+        return
     held = current.first
     wanted = source.describe()["first"]
     if held is None and wanted is not None:

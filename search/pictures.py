@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cbir import datasets, ids, render
+from cbir import render
 from cbir.errors import CbirError
 from cbir.settings import Settings
 from search.query import QueryResult
@@ -12,14 +12,9 @@ from search.query import QueryResult
 
 def result_images(settings: Settings, point_ids: np.ndarray) -> list[np.ndarray]:
     """The stored images behind point ids, read back from their data sets."""
-    cache: dict[tuple[str, str], datasets.Split] = {}
-    out = []
-    for pid in point_ids:
-        name, split, index = ids.decode(int(pid))
-        if (name, split) not in cache:
-            cache[(name, split)] = datasets.load(name, split, settings.data_dir, settings.cache_dir)
-        out.append(cache[(name, split)].images[index].astype(np.float32) / 255.0)
-    return out
+    from search.stored import StoredImages
+
+    return StoredImages(settings).images(point_ids)
 
 
 MAX_CELLS = 2_500  # about 44 megapixels (130 MB as RGB): beyond this nobody looks, and memory runs out

@@ -96,18 +96,24 @@ def class_names(dataset: str) -> dict:
     return {str(i): name for i, name in enumerate(names)}
 
 
+def result_for(query: str, digit: np.ndarray | None, hits: Hits, reader: Reader, label=None) -> QueryResult:
+    """A query's hits as a result, with the match signal and the class names of the collection's data set."""
+    calibration = reader.meta.extra.get("calibration")
+    nearest = float(hits.distances[0]) if len(hits.distances) and label is None else None  # a filtered nearest is no yardstick
+    return QueryResult(query, digit, hits,
+                       match=match.level(nearest, calibration) if nearest is not None else None,
+                       score=match.score(nearest, calibration) if nearest is not None else None,
+                       class_names=class_names(reader.meta.dataset))
+
+
 def results_for(reader: Reader, encoder: Encoder, paths: list[Path], top_k: int, label=None, exact: bool = True,
                 loaded: tuple | None = None) -> list[QueryResult]:
     """One batch: preprocess (unless loaded), encode and query; results in the order of paths."""
     good, bad = load_digits(paths) if loaded is None else loaded
-    names = class_names(reader.meta.dataset)
-    calibration = reader.meta.extra.get("calibration")
     hits = search_digits(reader, encoder, np.stack([d for _, d in good]), top_k, label, exact) if good else []
     out: dict[int, QueryResult] = {i: QueryResult(str(paths[i]), error=msg) for i, msg in bad.items()}
     for (i, digit), h in zip(good, hits):
-        nearest = float(h.distances[0]) if len(h.distances) and label is None else None
-        out[i] = QueryResult(str(paths[i]), digit, h, match=match.level(nearest, calibration) if nearest is not None else None,
-                             score=match.score(nearest, calibration) if nearest is not None else None, class_names=names)
+        out[i] = result_for(str(paths[i]), digit, h, reader, label)
     return [out[i] for i in range(len(paths))]
 
 
@@ -181,8 +187,6 @@ def search_ids(settings: Settings, point_ids: list, top_k: int = 10, label=None,
         check_label(label, reader)
         found = reader.retrieve(point_ids, with_vectors=True, fields=())
         known = {_plain(i): v for i, v in zip(found.ids, found.vectors if found.vectors is not None else [])}
-        names = class_names(reader.meta.dataset)
-        calibration = reader.meta.extra.get("calibration")
         out = []
         for pid in point_ids:
             if pid not in known:
@@ -193,7 +197,5 @@ def search_ids(settings: Settings, point_ids: list, top_k: int = 10, label=None,
             keep = np.array([_plain(i) != pid for i in hits.ids], dtype=bool)
             kept = Hits(hits.ids[keep][:top_k], hits.distances[keep][:top_k],
                         [p for p, k in zip(hits.payloads, keep) if k][:top_k])
-            nearest = float(kept.distances[0]) if len(kept.distances) and label is None else None
-            out.append(QueryResult(f"id {pid}", None, kept, match=match.level(nearest, calibration) if nearest is not None else None,
-                                   score=match.score(nearest, calibration) if nearest is not None else None, class_names=names))
+            out.append(result_for(f"id {pid}", None, kept, reader, label))
     return out

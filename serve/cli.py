@@ -13,7 +13,7 @@ import typer
 from cbir import options as opt
 from cbir.errors import CbirError
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -23,7 +23,7 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as exc:
-        raise CbirError(f"cannot listen on {host}: {exc.strerror or exc}; pass --host with an address of this machine") from None
+        raise CbirError(f"cannot listen on {host}: {exc.strerror or exc}; pass --host with an address of this machine") from exc
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -31,12 +31,12 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise CbirError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port") from None
+        raise CbirError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port") from exc
     sock.set_inheritable(True)
     return sock
 
 
-@app.command()
+@app.command(cls=opt.OneLineCommand)
 @opt.cli_errors
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface; there is no authentication).")] = "127.0.0.1",
@@ -49,6 +49,7 @@ def serve(
     qdrant_url: opt.QdrantUrl = None,
     qdrant_api_key: opt.QdrantApiKey = None,
     collection: opt.Collection = None,
+    wait: opt.Wait = None,
 ) -> None:
     """Serve the search: a web page to draw or drop a digit (/), a JSON API (/api/...) and its OpenAPI docs (/docs)."""
     import logging
@@ -59,7 +60,7 @@ def serve(
     from serve.service import SearchService
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder, model=model, qdrant_url=qdrant_url,
-                            qdrant_api_key=qdrant_api_key, collection=collection)
+                            qdrant_api_key=qdrant_api_key, collection=collection, wait=wait)
     sock = bind(host, port)
     try:
         service = SearchService(settings)  # a collection that cannot be searched is a one-line error here

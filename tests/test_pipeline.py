@@ -6,7 +6,7 @@ from sklearn.metrics import label_ranking_average_precision_score
 
 from cbir import datasets
 from cbir.settings import Settings
-from cbir.sources import idx_source
+from cbir.sources import source_for
 from eval.runner import evaluate, select_queries
 from ingest.pipeline import ingest
 from search.query import search_files
@@ -18,7 +18,7 @@ N_DB = 3000
 @pytest.fixture(scope="module")
 def edge_settings(tmp_path_factory, mnist_dir, tiny_model, tiny_encoder):
     settings = Settings(home=tmp_path_factory.mktemp("home"), data_dir=mnist_dir, model=tiny_model, collection="small")
-    report = ingest(settings, tiny_encoder, idx_source(settings, first=N_DB), progress=False)
+    report = ingest(settings, tiny_encoder, source_for(settings, first=N_DB), progress=False)
     assert report.total == N_DB
     return settings
 
@@ -62,7 +62,7 @@ def test_search_finds_a_training_image_itself_at_distance_zero(edge_settings, ti
 def test_server_backend_gives_the_same_evaluation(edge_settings, tiny_encoder):
     settings = edge_settings.but(qdrant_url=":memory:")
     server = fresh_server()
-    report = ingest(settings, tiny_encoder, idx_source(settings, first=N_DB), progress=False, backend=server)
+    report = ingest(settings, tiny_encoder, source_for(settings, first=N_DB), progress=False, backend=server)
     assert report.total == N_DB
     on_server = evaluate(settings, tiny_encoder, n_queries=30, seed=5, progress=False, backend=server)
     embedded = evaluate(edge_settings, tiny_encoder, n_queries=30, seed=5, progress=False)
@@ -103,7 +103,7 @@ def test_array_answer_agrees_with_the_qdrant_query_path(edge_settings, tiny_enco
 def test_a_query_whose_class_is_absent_is_left_out_not_scored_one(tmp_path, mnist_dir, tiny_encoder):
     """scikit-learn scores a query with no relevant item 1.0; eval leaves it out and counts it."""
     settings = Settings(home=tmp_path, data_dir=mnist_dir, collection="few")
-    ingest(settings, tiny_encoder, idx_source(settings, first=3), progress=False)  # labels 5, 0, 4 only
+    ingest(settings, tiny_encoder, source_for(settings, first=3), progress=False)  # labels 5, 0, 4 only
     report = evaluate(settings, tiny_encoder, n_queries=200, seed=1, progress=False)
     test = datasets.load_split("mnist", "test", mnist_dir)
     labels = test.labels[select_queries(10000, 200, 1)]

@@ -1,0 +1,49 @@
+"""The stored image behind a point: read back from where the collection's images came from.
+
+Points of a data set (MNIST, Fashion-MNIST) are decoded from their stable id (data set, split,
+index) and read from the data set's files; each split is read once and kept.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from cbir import datasets, ids
+from cbir.errors import CbirError
+from cbir.settings import Settings
+
+
+class StoredImages:
+    """28x28 float32 images in [0, 1] of stored points."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._splits: dict[tuple[str, str], datasets.Split] = {}
+        self._lock = threading.Lock()
+
+    def _split(self, name: str, split: str) -> datasets.Split:
+        with self._lock:
+            if (name, split) not in self._splits:
+                self._splits[(name, split)] = datasets.load(name, split, self.settings.data_dir, self.settings.cache_dir)
+            return self._splits[(name, split)]
+
+    def image(self, point_id, payload: dict | None = None, meta=None) -> np.ndarray:
+        """The image of one point (payload and meta help for points that are files)."""
+        try:
+            name, split, index = ids.decode(int(point_id))
+        except (ValueError, TypeError) as exc:
+            raise CbirError(f"point {point_id}: no stored image can be found for it") from exc
+        if name == "mnist-deformed":
+            from cbir.sources import DeformedSource
+
+            with self._lock:
+                source = self._deformed = getattr(self, "_deformed", None) or DeformedSource(
+                    self.settings.data_dir, self.settings.cache_dir)
+            return source.image(index).astype(np.float32) / 255.0
+        return self._split(name, split).images[index].astype(np.float32) / 255.0
+
+    def images(self, point_ids, payloads=None, meta=None) -> list[np.ndarray]:
+        payloads = payloads or [None] * len(point_ids)
+        return [self.image(pid, p, meta) for pid, p in zip(point_ids, payloads)]
