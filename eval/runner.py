@@ -83,7 +83,8 @@ def select_queries(n_test: int, n_queries: int | None, seed: int) -> np.ndarray:
 
 
 CURVE_K = 1000
-SIZE_STEPS = (10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 60_000)
+SIZE_STEPS = (10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 60_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000)
+DISTANCE_BUDGET = 50_000_000  # distances held at once (400 MB of float64): fewer queries per chunk on big collections
 SIZE_CURVE_QUERIES = 1000
 
 
@@ -123,7 +124,7 @@ def subset_lrap(distances: np.ndarray, relevant: np.ndarray, subsets: dict[int, 
 
 
 def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000, seed: int = 0,
-             chunk: int = 256, progress: bool = True, backend: Backend | None = None) -> EvalReport:
+             chunk: int | None = None, progress: bool = True, backend: Backend | None = None) -> EvalReport:
     """Query the whole collection with test images and score every full ranking."""
     from cbir.sources import queries_from
 
@@ -135,6 +136,7 @@ def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000,
         db_ids = ranking.ids
         if len(db_ids) == 0:
             raise CbirError(f"collection {settings.collection_name!r} is empty; run `ingest run` first")
+        chunk = chunk or int(np.clip(DISTANCE_BUDGET // len(db_ids), 1, 256))
         classes, db_codes = np.unique(ranking.labels.astype(str), return_inverse=True)
         class_sizes = np.bincount(db_codes, minlength=len(classes))
         q_all = test.labels[idx]
