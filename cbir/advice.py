@@ -19,7 +19,9 @@ def flags(settings: Settings, *extra: str) -> list[str]:
     out: list[str] = []
     if settings.encoder != DEFAULT_ENCODER:
         out += ["--encoder", settings.encoder]
-    if settings.dataset != DEFAULT_DATASET:
+    if settings.images is not None:
+        out += ["--images", str(settings.images)]  # a folder collection: rebuilt from its folder
+    elif settings.dataset != DEFAULT_DATASET:
         out += ["--dataset", settings.dataset]
     if settings.collection:
         out += ["--collection", settings.collection]

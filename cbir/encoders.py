@@ -37,21 +37,29 @@ def spec(name: str):
         raise CbirError(f"unknown encoder {name!r}; choose one of: {', '.join(registry())}") from None
 
 
+FOLDER = "folder"  # the data set of collections made from a folder of the user's own images
+
+
 def model_scope(settings) -> str:
-    """Whose models: a data set's (mnist, fashion-mnist; mnist-deformed is MNIST's)."""
+    """Whose models: a data set's (mnist, fashion-mnist; mnist-deformed is MNIST's), or a folder collection's own."""
     from cbir.sources import models_from
 
-    return models_from(settings.dataset)
+    return settings.collection_name if settings.dataset == FOLDER else models_from(settings.dataset)
 
 
-def resolve_model_path(settings) -> Path:
-    """The model file to use: --model / CBIR_MODEL, else the current trained one under CBIR_HOME, else the packaged one."""
+def resolve_model_path(settings, fallback: bool = True) -> Path:
+    """The model file to use: --model / CBIR_MODEL, else the current trained one under CBIR_HOME, else the packaged one.
+
+    A folder collection's models are its own (trained on the folder); until one is, the packaged
+    MNIST model of the encoder stands in (fallback).
+    """
     if settings.model is not None:
         return settings.model
     trained = ModelStore(settings.trained_model_dir).current(model_scope(settings), settings.encoder)
     if trained is not None:
         return trained
-    packaged = packaged_path(model_scope(settings), settings.encoder)
+    scope = "mnist" if settings.dataset == FOLDER and fallback else model_scope(settings)
+    packaged = packaged_path(scope, settings.encoder)
     if packaged.is_file():
         return packaged
     name = spec(settings.encoder).name  # an unknown name says so, listing the known ones
@@ -69,11 +77,38 @@ def load_encoder(settings):
     return Encoder(resolve_model_path(settings), name=settings.encoder)
 
 
-def with_encoder(settings):
-    """(settings, encoder): a --model names its encoder (from its provenance), and so its collection.
+def for_collection(settings):
+    """A --collection given alone decides the rest: its record says which encoder and data set made it."""
+    given = settings.given or frozenset()
+    if "collection" not in given or given & {"encoder", "model", "dataset"}:
+        return settings
+    from cbir.store import open_backend
 
-    `search --model my_pca.keras` then looks in cbir-DATASET-pca, not in the default encoder's collection.
+    try:
+        backend = open_backend(settings)
+        try:
+            meta = backend.meta(settings.collection_name)
+        finally:
+            backend.close()
+    except CbirError:
+        return settings  # the command itself reports what is wrong with the store
+    if meta is None:
+        return settings
+    changes = {"dataset": meta.dataset}
+    if meta.source.get("kind") == "folder" and meta.source.get("root"):
+        changes["images"] = meta.source["root"]
+    if meta.encoder in registry():
+        changes["encoder"] = meta.encoder
+    return settings.but(**changes)
+
+
+def with_encoder(settings):
+    """(settings, encoder): the encoder that fits the settings, and the settings that fit the encoder.
+
+    A --collection names its own encoder (its record); a --model names its encoder (its provenance),
+    and so its collection: `search --model my_pca.keras` looks in cbir-DATASET-pca.
     """
+    settings = for_collection(settings)
     encoder = load_encoder(settings)
     if settings.model is not None and encoder.name != settings.encoder and encoder.name in registry():
         settings = settings.but(encoder=encoder.name)

@@ -35,7 +35,7 @@ ENV = {
     "qdrant_replicas": "CBIR_QDRANT_REPLICAS",
     "debug": "CBIR_DEBUG",
 }
-_PATHS = {"home", "data_dir", "model"}
+_PATHS = {"home", "data_dir", "model", "images"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # data set and encoder names: never a path
 
 
@@ -122,6 +122,10 @@ class Settings:
     debug: bool = False
     qdrant_shards: int | None = None  # shard_number of collections cbir creates on a server
     qdrant_replicas: int | None = None  # replication_factor of those collections
+    # Which settings the user gave (by env var or flag), rather than defaults: a collection's own record
+    # may then decide the rest (its encoder, its data set). None: those that differ from their defaults.
+    given: frozenset | None = field(default=None, repr=False, compare=False)
+    images: Path | None = None  # a folder collection's root (--images), for hints that rebuild it
 
     def __post_init__(self):
         # Programs and tests build Settings directly too: the same checks and normalisation apply.
@@ -138,6 +142,11 @@ class Settings:
                 raise CbirError(f"{what}: {getattr(self, name)!r} is not a name (letters, digits, '-', '_' and '.'); "
                                 f"see --help for the choices")
         object.__setattr__(self, "wait", _wait(self.wait))
+        if self.given is None:
+            defaults = Settings.__dataclass_fields__
+            object.__setattr__(self, "given", frozenset(
+                f for f in ("data_dir", "qdrant_url", "collection", "model", "dataset", "encoder")
+                if getattr(self, f) != defaults[f].default))
         for name in ("qdrant_shards", "qdrant_replicas"):
             value = getattr(self, name)
             if value is not None:
@@ -153,11 +162,11 @@ class Settings:
                 continue  # an empty variable means "not set", as for most tools
             values[f.name] = _flag(raw) if f.name == "debug" else raw
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**values, given=frozenset(values))
 
     def but(self, **changes) -> "Settings":
-        """A copy with some settings changed (checked like the original)."""
-        return replace(self, **changes)
+        """A copy with some settings changed (checked like the original; changed ones count as given)."""
+        return replace(self, **changes, given=(self.given or frozenset()) | frozenset(changes))
 
     @property
     def collection_name(self) -> str:

@@ -28,7 +28,10 @@ def write_pictures(settings, result, out: Path) -> dict[str, Path]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CbirError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
-    return figures.write_all(result, out, settings)
+    from cbir.noise import quiet_tensorflow
+
+    with quiet_tensorflow():  # umap imports TensorFlow (for its parametric variant), whose start-up chatter is noise here
+        return figures.write_all(result, out, settings)
 
 
 def parse_queries(value: str) -> int | None:
@@ -48,6 +51,8 @@ def run_cmd(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the query sample.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Write eval.json, eval.md and the report's PNG pictures into this folder.")] = None,
+    queries_dir: Annotated[Optional[Path], typer.Option("--queries-dir", help="Query with the images of a labelled folder (label = first subfolder) instead of a test split.", show_default=False)] = None,
+    holdout: Annotated[Optional[float], typer.Option(help="Query with this fraction of the collection's own points (stratified, seeded), left out of the ranking.", show_default=False)] = None,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
@@ -58,16 +63,24 @@ def run_cmd(
     collection: opt.Collection = None,
     wait: opt.Wait = None,
 ) -> None:
-    """Full-ranking LRAP, P@10, mAP@100 and per-class LRAP of test queries against the collection."""
+    """Full-ranking LRAP, P@10, mAP@100 and per-class LRAP of queries against the collection.
+
+    Queries: the data set's test images (--queries N or all), a labelled folder (--queries-dir), or a held-out
+    fraction of the collection itself (--holdout 0.2).
+    """
     from cbir.encoders import with_encoder
     from eval import report
+    from eval.queries import from_folder
     from eval.runner import evaluate
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder, model=model, qdrant_url=qdrant_url,
                             qdrant_api_key=qdrant_api_key, collection=collection, wait=wait)
+    if queries_dir is not None and holdout is not None:
+        raise CbirError("give --queries-dir or --holdout, not both")
     n = parse_queries(queries)
     settings, enc = with_encoder(settings)
-    result = evaluate(settings, enc, n, seed, progress=opt.progress_enabled())
+    asked = from_folder(queries_dir, log=lambda line: typer.echo(line, err=True)) if queries_dir is not None else None
+    result = evaluate(settings, enc, n, seed, progress=opt.progress_enabled(), queries=asked, holdout=holdout)
     summary = result.summary()
     if out is not None:
         js, md = report.write(summary, out, write_pictures(settings, result, out))

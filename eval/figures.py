@@ -76,7 +76,8 @@ def lrap_by_size(report: EvalReport, path: Path) -> Path:
 def embedding_map(report: EvalReport, path: Path, seed: int = 0) -> Path:
     """The queries' vectors in 2-D (UMAP of at most MAP_POINTS of them), coloured by label."""
     plt = _pyplot()
-    codes, labels = report.codes, report.query_labels
+    codes = report.codes
+    names, labels = np.unique(report.query_labels.astype(str), return_inverse=True)
     if len(codes) > MAP_POINTS:
         pick = np.random.default_rng(seed).choice(len(codes), MAP_POINTS, replace=False)
         codes, labels = codes[pick], labels[pick]
@@ -97,9 +98,14 @@ def embedding_map(report: EvalReport, path: Path, seed: int = 0) -> Path:
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
         xy = umap.UMAP(n_components=2, random_state=seed).fit_transform(codes)
     fig, ax = plt.subplots(figsize=(6, 6))
-    points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
-    fig.colorbar(points, ax=ax, ticks=range(10), label="label")
-    ax.set(xticks=[], yticks=[], title=f"{len(codes)} test embeddings ({method}), coloured by label")
+    k = len(names)
+    cmap = "tab10" if k <= 10 else "tab20" if k <= 20 else "viridis"
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, s=2 if len(codes) > 500 else 12, vmin=-0.5,
+                        vmax=max(k, 10 if k <= 10 else 20) - 0.5 if k <= 20 else k - 0.5)
+    bar = fig.colorbar(points, ax=ax, ticks=range(k), label="label")
+    if k <= 20:
+        bar.ax.set_yticklabels([report.class_names.get(n, n) for n in names])
+    ax.set(xticks=[], yticks=[], title=f"{len(codes)} query embeddings ({method}), coloured by label")
     return _save(fig, path)
 
 
@@ -115,23 +121,24 @@ def results_grid(report: EvalReport, path: Path, settings, rows: int = 8) -> Pat
 
     The first rows are the first queries of the sample, the rest the hardest ones.
     """
-    from cbir import datasets
-    from search.pictures import result_images
-
-    test_images = datasets.load(report.dataset, "test", settings.data_dir, settings.cache_dir).images
     picked = grid_queries(report, rows)
-    k = report.top_ids.shape[1]
-    images = result_images(settings, report.top_ids[picked].ravel())  # one read of the stored split
     grid_rows = []
     for n, j in enumerate(picked):
         kind = "query" if n < rows // 2 else "hard query"
-        row = [(test_images[report.query_indices[j]].astype(np.float32) / 255.0, f"{kind}\nlabel {report.query_labels[j]}")]
-        for rank, (image, label, ok) in enumerate(
-            zip(images[n * k : (n + 1) * k], report.top_labels[j], report.hits_at[j]), 1
+        image = report.queries.image_of(j) if report.queries.image_of else np.zeros((28, 28), np.float32)
+        row = [(image, f"{kind}\n{_label(report, report.query_labels[j])}")]
+        for rank, (pid, payload, label, ok) in enumerate(
+            zip(report.top_ids[j], report.top_payloads[j], report.top_labels[j], report.hits_at[j]), 1
         ):
-            row.append((image, f"#{rank} {'OK' if ok else 'WRONG'}\nlabel {label}", bool(ok)))
+            row.append((report.point_image(pid, payload), f"#{rank} {'OK' if ok else 'WRONG'}\n{_label(report, label)}", bool(ok)))
         grid_rows.append(row)
     return render.save_png(render.grid(grid_rows), path)
+
+
+def _label(report: EvalReport, label) -> str:
+    name = report.class_names.get(str(label))
+    text = name or str(label)
+    return text if len(text) <= 16 else text[:15] + "."
 
 
 def write_all(report: EvalReport, out_dir: Path, settings) -> dict[str, Path]:

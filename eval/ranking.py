@@ -16,15 +16,22 @@ from cbir.store import Hits, Reader
 class Ranking:
     """The collection's ids and labels, and distances from query vectors to all of its points."""
 
-    def __init__(self, reader: Reader):
+    def __init__(self, reader: Reader, exclude=None):
         self.reader = reader
         local = getattr(reader, "local", False)
-        points = reader.points(with_vectors=local, fields=("label",))
-        self.ids = points.ids
-        self.labels = np.asarray(points.payloads["label"], dtype=object)
+        points = reader.points(with_vectors=local, fields=("label", "path"))
+        keep = np.ones(len(points.ids), dtype=bool)
+        if exclude is not None and len(exclude):
+            keep = ~np.isin(points.ids, np.asarray(exclude, dtype=points.ids.dtype))  # held-out queries leave the ranking
+        self._keep = keep
+        self._every_id = points.ids
+        self.ids = points.ids[keep]
+        self.labels = np.asarray(points.payloads["label"], dtype=object)[keep]
+        paths = np.asarray(points.payloads["path"], dtype=object)
+        self.paths = paths[keep] if any(p is not None for p in paths) else None
         self._vectors = None
         if local:
-            vectors = points.vectors.astype(np.float64)
+            vectors = points.vectors[keep].astype(np.float64)
             self._vectors = (vectors, (vectors**2).sum(1))
 
     def __len__(self) -> int:
@@ -37,7 +44,8 @@ class Ranking:
             q = np.asarray(vectors, dtype=np.float64)
             sq = (q**2).sum(1)[:, None] + sq_norms[None, :] - 2.0 * (q @ points.T)
             return np.sqrt(np.maximum(sq, 0.0))
-        return scatter_full_rankings(self.reader.query_batch(vectors, len(self.ids), fields=()), self.ids)
+        full = scatter_full_rankings(self.reader.query_batch(vectors, len(self._every_id), fields=()), self._every_id)
+        return full[:, self._keep]
 
 
 def scatter_full_rankings(hits: list[Hits], ids: np.ndarray) -> np.ndarray:

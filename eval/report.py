@@ -13,10 +13,8 @@ def markdown(summary: dict, pictures: dict[str, Path] | None = None) -> str:
     lines = [
         f"# Retrieval evaluation: {summary['dataset']}",
         "",
-        f"Collection `{summary['collection']}` ({summary['database_size']} points), model `{summary['model_id']}`, "
-        + (f"all {summary['n_queries']} test queries" if summary["seed"] is None
-           else f"{summary['n_queries']} test queries (seed {summary['seed']})")
-        + ", full ranking, score = -distance.",
+        f"Collection `{summary['collection']}` ({summary['database_size']} points), model `{summary['model_id']}`; "
+        f"queries: {summary.get('queries', str(summary['n_queries']) + ' test images')}; full ranking, score = -distance.",
         "",
         "| metric | value |",
         "|---|---|",
@@ -30,7 +28,8 @@ def markdown(summary: dict, pictures: dict[str, Path] | None = None) -> str:
         "| class | LRAP |",
         "|---|---|",
     ]
-    lines += [f"| {c} | {v:.4f} |" for c, v in summary["per_class_lrap"].items()]
+    names = summary.get("class_names") or {}
+    lines += [f"| {c}{' ' + names[c] if c in names else ''} | {v:.4f} |" for c, v in summary["per_class_lrap"].items()]
     if summary.get("lrap_by_database_size"):
         lines += ["", "LRAP against database size (the first 1000 queries (or all, when fewer) against nested random subsets of the "
                   "collection; a query whose class is absent from a subset is left out):",

@@ -1,4 +1,9 @@
-"""`cbir eval run`: test images as queries, a full-ranking Qdrant query each, metrics per query."""
+"""`cbir eval run`: queries against the whole collection, a full ranking each, metrics per query.
+
+The queries (eval/queries.py): a data set's test images, a labelled folder, or held-out points of
+the collection itself. Relevant = a point with the query's label; the score of a point is its
+negated distance.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from cbir import datasets
 from cbir.encoder import Encoder
 from cbir.errors import CbirError
 from cbir.settings import Settings
 from cbir.store import Backend, reading
 from eval import metrics
+from eval.queries import Queries, select_queries, test_split
+from eval.queries import holdout as holdout_queries
 from eval.ranking import Ranking
+
+__all__ = ["EvalReport", "Queries", "evaluate", "score_ranking", "select_queries"]
 
 
 @dataclass
@@ -27,19 +35,28 @@ class EvalReport:
     collection: str
     model_id: str
     database_size: int
-    query_indices: np.ndarray
-    query_labels: np.ndarray
+    queries: Queries  # what was asked, after the queries that could not be scored were left out
     lrap: np.ndarray
     p_at_10: np.ndarray
     ap_at_100: np.ndarray
     seconds: float
-    seed: int | None = None
-    n_skipped: int = 0  # queries whose class has no point in the collection: left out, not scored 1.0
+    n_skipped: int = 0  # queries whose class has no point in the collection (or no label): left out, not scored 1.0
     codes: np.ndarray | None = None  # the queries' vectors, for the embedding map
     top_ids: np.ndarray | None = None  # (n, 10) point ids of each query's first results
     top_labels: np.ndarray | None = None  # (n, 10) their labels
+    top_payloads: list | None = None  # their payloads (a folder's file paths), for the grid's pictures
     hits_at: np.ndarray | None = None  # (n, K) bool: is the result at rank k relevant (K = 1000)
     size_curve: dict[int, float] = field(default_factory=dict)  # database size -> LRAP
+    class_names: dict = field(default_factory=dict)  # label -> name, for data sets whose labels stand for names
+    point_image: object = None  # (point id, payload) -> its stored 28x28 image, for the grid
+
+    @property
+    def query_labels(self) -> np.ndarray:
+        return self.queries.labels
+
+    @property
+    def seed(self) -> int | None:
+        return self.queries.seed
 
     def precision_curve(self) -> np.ndarray:
         """Mean P@k for k = 1..K over the queries."""
@@ -48,14 +65,13 @@ class EvalReport:
 
     def summary(self) -> dict:
         """The headline numbers, JSON-ready."""
-        per_class = {
-            str(c): round(float(self.lrap[self.query_labels == c].mean()), 4)
-            for c in np.unique(self.query_labels)
-        }
+        labels = self.query_labels.astype(str)
+        per_class = {c: round(float(self.lrap[labels == c].mean()), 4) for c in sorted(set(labels), key=_natural)}
         return {
             "dataset": self.dataset,
             "collection": self.collection,
             "model_id": self.model_id,
+            "queries": self.queries.what,
             "n_queries": int(len(self.lrap)),
             "n_skipped": int(self.n_skipped),
             "database_size": int(self.database_size),
@@ -64,22 +80,15 @@ class EvalReport:
             "p@10": round(float(self.p_at_10.mean()), 4),
             "map@100": round(float(self.ap_at_100.mean()), 4),
             "per_class_lrap": per_class,
+            "class_names": {c: self.class_names[c] for c in per_class if c in self.class_names},
             "lrap_by_database_size": {str(k): round(v, 4) for k, v in self.size_curve.items()},
             "seconds": round(self.seconds, 1),
         }
 
 
-def select_queries(n_test: int, n_queries: int | None, seed: int) -> np.ndarray:
-    """All test indices in order, or a seeded sample of n without replacement."""
-    if n_queries is None:
-        return np.arange(n_test)
-    if n_queries < 1:
-        raise CbirError(f"--queries must be at least 1 (got {n_queries})")
-    if n_queries > n_test:
-        raise CbirError(f"--queries {n_queries} is more than the {n_test} test images; use --queries all for every one")
-    if n_queries == n_test:
-        return np.arange(n_test)
-    return np.random.default_rng(seed).choice(n_test, n_queries, replace=False)
+def _natural(text: str):
+    """'2' before '10'; names after numbers."""
+    return (0, int(text), "") if text.lstrip("-").isdigit() else (1, 0, text)
 
 
 CURVE_K = 1000
@@ -124,41 +133,51 @@ def subset_lrap(distances: np.ndarray, relevant: np.ndarray, subsets: dict[int, 
 
 
 def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000, seed: int = 0,
-             chunk: int | None = None, progress: bool = True, backend: Backend | None = None) -> EvalReport:
-    """Query the whole collection with test images and score every full ranking."""
-    from cbir.sources import queries_from
+             chunk: int | None = None, progress: bool = True, backend: Backend | None = None,
+             queries: Queries | None = None, holdout: float | None = None) -> EvalReport:
+    """Query the whole collection and score every full ranking.
 
-    test = datasets.load(queries_from(settings.dataset), "test", settings.data_dir, settings.cache_dir)
-    idx = select_queries(len(test), n_queries, seed)
+    The queries: given, or a held-out fraction of the collection's own points (holdout), or the
+    collection's data set's test images (n_queries of them, seeded; None: all).
+    """
+    from search.query import class_names
+    from search.stored import StoredImages
+
     with reading(settings, encoder.expected(settings.dataset), backend) as reader, \
             ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        ranking = Ranking(reader)
+        if queries is None and holdout is not None:
+            stored = StoredImages(settings, reader.meta)
+            queries = holdout_queries(reader, holdout, seed, lambda pid, payload: stored.image(pid, payload))
+        elif queries is None:
+            queries = test_split(settings, n_queries, seed)
+        ranking = Ranking(reader, exclude=queries.exclude)
         db_ids = ranking.ids
         if len(db_ids) == 0:
             raise CbirError(f"collection {settings.collection_name!r} is empty; run `ingest run` first")
         chunk = chunk or int(np.clip(DISTANCE_BUDGET // len(db_ids), 1, 256))
-        classes, db_codes = np.unique(ranking.labels.astype(str), return_inverse=True)
+        db_text = np.array([str(x) if x is not None else "" for x in ranking.labels])
+        classes, db_codes = np.unique(db_text, return_inverse=True)
         class_sizes = np.bincount(db_codes, minlength=len(classes))
-        q_all = test.labels[idx]
-        present = np.isin(q_all.astype(str), classes)
+        q_text = np.array([str(x) if x is not None else "" for x in queries.labels])
+        present = np.isin(q_text, classes[classes != ""]) & (q_text != "")
         n_skipped = int((~present).sum())
-        idx = idx[present]
-        if len(idx) == 0:
-            raise CbirError(f"none of the {len(present)} queries has its class in collection {settings.collection_name!r}; "
+        if not present.any():
+            raise CbirError(f"none of the {len(queries)} queries has its class in collection {settings.collection_name!r}; "
                             "nothing to score")
-        q_labels = test.labels[idx].astype(np.int64)
-        q_codes = np.searchsorted(classes, q_labels.astype(str))
+        queries = queries.keep(present)
+        q_codes = np.searchsorted(classes, q_text[present])
         start = time.perf_counter()
-        codes = encoder.encode(test.images[idx])
-        out = np.zeros((len(idx), 3))
-        hits_at = np.zeros((len(idx), min(CURVE_K, len(db_ids))), dtype=bool)
-        top_pos = np.zeros((len(idx), min(10, len(db_ids))), dtype=np.int64)
+        codes = queries.vectors if queries.vectors is not None else encoder.encode(queries.images)
+        n = len(queries)
+        out = np.zeros((n, 3))
+        hits_at = np.zeros((n, min(CURVE_K, len(db_ids))), dtype=bool)
+        top_pos = np.zeros((n, min(10, len(db_ids))), dtype=np.int64)
         subsets = database_subsets(len(db_ids), seed)
         curve_rows: list[dict[int, float]] = []
-        with tqdm(total=len(idx), desc="eval", unit="query", disable=not progress, leave=False) as bar:
-            for lo in range(0, len(idx), chunk):
+        with tqdm(total=n, desc="eval", unit="query", disable=not progress, leave=False) as bar:
+            for lo in range(0, n, chunk):
                 dist = ranking.distances(codes[lo : lo + chunk])
-                rows = range(lo, min(lo + chunk, len(idx)))
+                rows = range(lo, min(lo + chunk, n))
 
                 def score(j: int):
                     label = int(q_codes[j])
@@ -176,12 +195,15 @@ def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000,
                 bar.update(len(rows))
         seconds = time.perf_counter() - start
         db_labels = ranking.labels
+        top_payloads = [[{"path": ranking.paths[i]} if ranking.paths is not None else {} for i in row] for row in top_pos]
+        names = class_names(reader.meta.dataset)
+        stored = StoredImages(settings, reader.meta)
     size_curve = {}
     for size in curve_rows[0]:
         scored = [c[size] for c in curve_rows if not np.isnan(c[size])]
         if scored:  # a size at which no query's class is present has no LRAP to show
             size_curve[size] = float(np.mean(scored))
-    return EvalReport(settings.dataset, settings.collection_name, encoder.model_id, len(db_ids), idx, q_labels,
-                      out[:, 0], out[:, 1], out[:, 2], seconds, seed if n_queries is not None else None, n_skipped,
-                      codes=codes, top_ids=db_ids[top_pos], top_labels=db_labels[top_pos], hits_at=hits_at,
-                      size_curve=size_curve)
+    return EvalReport(settings.dataset, settings.collection_name, encoder.model_id, len(db_ids), queries,
+                      out[:, 0], out[:, 1], out[:, 2], seconds, n_skipped,
+                      codes=codes, top_ids=db_ids[top_pos], top_labels=db_labels[top_pos], top_payloads=top_payloads,
+                      hits_at=hits_at, size_curve=size_curve, class_names=names, point_image=stored.image)

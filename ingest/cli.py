@@ -29,11 +29,31 @@ def _summary(path: Path, prov: dict) -> str:
     return line + ")"
 
 
-def _config(settings, **flags):
-    """The encoder's default training settings with the flags that were given on top."""
+def _config(settings, source=None, **flags):
+    """The encoder's default training settings (for this source's size) with the flags that were given on top."""
     from ingest.train import config_for
 
-    return config_for(settings, **flags)
+    return config_for(settings, source, **flags)
+
+
+Images = Annotated[Optional[Path], typer.Option("--images", help="A folder of your own images (recursively; label = first subfolder) instead of a data set; needs --collection.", show_default=False)]
+Strict = Annotated[bool, typer.Option("--strict", help="With --images: stop at the first file that cannot be read (default: skip and count them).")]
+
+
+def _folder(settings, images: Path | None, strict: bool = False):
+    """(settings, source) for --images: the folder as the collection's data set."""
+    if images is None:
+        return settings, None
+    from cbir.encoders import FOLDER
+    from cbir.errors import CbirError
+    from cbir.sources.folder import FolderSource
+
+    if not settings.collection:
+        raise CbirError("--images needs --collection NAME: a folder's images go into a collection named for them")
+    if settings.dataset != "mnist" and "dataset" in (settings.given or ()):
+        raise CbirError("--images and --dataset both name the images; give one")
+    source = FolderSource(images, settings.collection_name, strict)
+    return settings.but(dataset=FOLDER, images=source.root), source
 
 
 @app.command()
@@ -47,19 +67,27 @@ def train(
     seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed for weights, noise, UMAP and shuffling (default 0).")] = None,
     train_size: Annotated[Optional[int], typer.Option(min=1, help="Fit on the first N images only.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the .keras file (default: a new version under CBIR_HOME/models/DATASET/ENCODER/, made current).")] = None,
+    images: Images = None,
+    collection: opt.Collection = None,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
 ) -> None:
-    """Fit an encoder (default dae-umap) on the training split, without labels, and save it with a provenance JSON."""
+    """Fit an encoder (default dae-umap) on a data set's training split or a folder (--images), without labels.
+
+    The model is kept with its provenance under CBIR_HOME/models/<data set or collection>/<encoder>/ and becomes
+    the one that collection's commands use.
+    """
     from ingest.train import train_and_save
 
-    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder)
-    config = _config(settings, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+    settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder, collection=collection)
+    settings, source = _folder(settings, images)
+    config = _config(settings, source, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      optimizer=optimizer, seed=seed, train_size=train_size)
     verbose = 1 if opt.progress_enabled() else 2
     with quiet_tensorflow():
-        path, prov = train_and_save(settings, config, out, verbose=verbose)
+        path, prov = train_and_save(settings, config, out, verbose=verbose, source=source,
+                                    log=lambda line: typer.echo(line, err=True))
     typer.echo(_summary(path, prov))
 
 
@@ -73,6 +101,8 @@ def run(
     size: Annotated[Optional[int], typer.Option(min=1, max=99_999_999, help="With --dataset mnist-deformed: how many images to make (default 1,000,000; the first 60,000 are MNIST's own).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Images per encode/upsert batch.")] = 1000,
     recreate: Annotated[bool, typer.Option(help="Build the collection anew, beside the old one, which answers searches until the new one replaces it.")] = False,
+    images: Images = None,
+    strict: Strict = False,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
@@ -86,29 +116,37 @@ def run(
     """Encode the training split and write it into Qdrant: only what is new or changed; re-running never duplicates."""
     from cbir.encoder import Encoder
     from cbir.encoders import with_encoder
+    from cbir.modelfiles import PACKAGED_DIR
     from cbir.sources import source_for
     from ingest.pipeline import ingest
     from ingest.train import train_and_save
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder_name, model=model,
                             qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key, collection=collection, wait=wait)
+    settings, folder = _folder(settings, images, strict)
+    if folder is not None and (limit or size):
+        raise CbirError("--limit and --size are for data sets; a folder's images are all indexed")
+    source = folder or source_for(settings, "train", first=limit, size=size)
+    log = lambda line: typer.echo(line, err=True)  # noqa: E731
     trained = None
     if train_first:
         verbose = 1 if opt.progress_enabled() else 2
         with quiet_tensorflow():
             # A new version, not yet current: collections built by the old model keep answering meanwhile.
-            trained, prov = train_and_save(settings, _config(settings, epochs=epochs, train_size=train_size),
-                                           verbose=verbose, make_current=False)
+            trained, prov = train_and_save(settings, _config(settings, source, epochs=epochs, train_size=train_size),
+                                           verbose=verbose, make_current=False, source=source, log=log)
         typer.echo(_summary(trained, prov))
         encoder = Encoder(trained, name=settings.encoder)
     else:
         settings, encoder = with_encoder(settings)
-    source = source_for(settings, "train", first=limit, size=size)
+        if folder is not None and settings.model is None and encoder.path.is_relative_to(PACKAGED_DIR):
+            log(f"no {settings.encoder} encoder trained on this folder yet: the packaged MNIST one encodes it "
+                f"(train one with `ingest train --images {folder.root} --collection {settings.collection_name}`)")
     if source.partial and settings.collection is None:
         # A part never replaces the whole: it gets a collection of its own.
         settings = settings.but(collection=f"{settings.collection_name}-first{len(source)}")
     report = ingest(settings, encoder, source, recreate=recreate or train_first, batch_size=batch_size,
-                    progress=opt.progress_enabled(), log=lambda line: typer.echo(line, err=True),
+                    progress=opt.progress_enabled(), log=log,
                     hint_flags=(("--limit", str(limit)) if limit else ()) + (("--size", str(size)) if size else ()))
     if trained is not None:
         from cbir.modelfiles import ModelStore

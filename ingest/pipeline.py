@@ -105,18 +105,32 @@ def plan(session, source, encoder: Encoder, recreate: bool, hints) -> tuple[Plan
     if current.source == source.describe():
         session.backend.reader(session.name).close()  # checked like any open: a damaged collection is never up to date
         return Plan(unchanged=current.points), current  # the same items of the same files: nothing to read
-    stored = stored_manifest(session)
+    stored = stored_manifest(session, source.fingerprint_fields)
     p = Plan()
-    for pid, fp in source.manifest().items():
+    for pid, state in source.manifest().items():
         old = stored.pop(pid, None)
         if old is None:
             p.add.append(pid)
-        elif old != fp:
+        elif source.changed(pid, old, state):
             p.update.append(pid)
         else:
             p.unchanged += 1
     p.remove = list(stored)
     return p, current
+
+
+def _as_ids(values: list) -> np.ndarray:
+    """Point ids as an array: integers, or text (UUIDs of folder points)."""
+    if values and isinstance(values[0], str):
+        return np.array(values, dtype=object)
+    return np.asarray(values, dtype=np.int64)
+
+
+def _ids_of(source, chunk, payloads) -> list:
+    """The ids of the items that loaded (a folder leaves unreadable files out of its payloads)."""
+    from cbir.sources.folder import point_id
+
+    return [point_id(source.collection, p["path"]) for p in payloads]
 
 
 def refuse_shrinking(current: CollectionMeta, source, name: str, recreate: bool) -> None:
@@ -138,25 +152,38 @@ def refuse_shrinking(current: CollectionMeta, source, name: str, recreate: bool)
                         "use another --collection for the smaller part")
 
 
-def calibrate(build, encoder: Encoder, source) -> dict:
-    """What real queries' nearest distances are in this build: the match signal's yardstick (cbir.match)."""
-    held = source.held_out() if hasattr(source, "held_out") else None
-    if held is None:
+def calibrate(build, encoder: Encoder, source, n: int = 1000, seed: int = 0) -> dict:
+    """What real queries' nearest distances are in this build: the match signal's yardstick (cbir.match).
+
+    Held-out images of the same kind when the source has them (a data set's test split); else the
+    collection's own points, each asked for its nearest neighbour other than itself (leave-one-out).
+    """
+    held = source.held_out(n, seed)
+    if held is not None:
+        images, what = held
+        distances = [h.distances[0] for h in build.query_batch(encoder.encode(images), 1, fields=()) if len(h.distances)]
+        return match.calibrate(np.asarray(distances), what)
+    points = build.points(with_vectors=True, fields=())
+    if len(points) < 3:
         return {}
-    images, what = held
-    distances = [h.distances[0] for h in build.query_batch(encoder.encode(images), 1, fields=()) if len(h.distances)]
-    return match.calibrate(np.asarray(distances), what)
+    pick = np.random.default_rng(seed).choice(len(points), min(n, len(points)), replace=False)
+    distances = []
+    for pid, hits in zip(points.ids[pick], build.query_batch(points.vectors[pick], 2, fields=())):
+        others = [d for i, d in zip(hits.ids, hits.distances) if i != pid]
+        if others:
+            distances.append(others[0])
+    return match.calibrate(np.asarray(distances), f"{len(distances)} of the collection's own images (leave-one-out)")
 
 
-def stored_manifest(session) -> dict:
-    """{point id: fingerprint} of what the current collection holds."""
-    backend = session.backend
-    reader = backend.reader(session.name)
+def stored_manifest(session, fields) -> dict:
+    """{point id: {field: value}} of the fingerprint fields of what the current collection holds."""
+    reader = session.backend.reader(session.name)
     try:
-        points = reader.points(with_vectors=False, fields=("fp",))
+        points = reader.points(with_vectors=False, fields=fields)
     finally:
         reader.close()
-    return dict(zip(points.ids.tolist(), points.payloads["fp"]))
+    columns = [points.payloads[f] for f in fields]
+    return {pid: dict(zip(fields, values)) for pid, *values in zip(points.ids.tolist(), *columns)}
 
 
 def ingest(
@@ -199,7 +226,9 @@ def _write(settings, session, backend, encoder, source, work: Plan, current, bat
     start = time.perf_counter()
     encode_s = upsert_s = 0.0
     done = 0
-    todo = np.asarray(work.add + work.update)
+    lost_adds = 0
+    adds = set(work.add)
+    todo = _as_ids(work.add + work.update)
     try:
         if work.remove:
             build.delete(work.remove)
@@ -208,15 +237,21 @@ def _write(settings, session, backend, encoder, source, work: Plan, current, bat
             for lo in range(0, len(todo), batch_size):
                 chunk = todo[lo : lo + batch_size]
                 images, payloads = source.load(chunk)
+                if len(payloads) < len(chunk):  # unreadable files, left out (counted in the report)
+                    ok = set(_ids_of(source, chunk, payloads))
+                    lost_adds += sum(1 for c in chunk if c not in ok and c in adds)
+                    chunk = np.asarray([c for c in chunk if c in ok], dtype=chunk.dtype)
                 t0 = time.perf_counter()
-                codes = encoder.encode(images)
+                codes = encoder.encode(images) if len(images) else np.zeros((0, encoder.dim), np.float32)
                 t1 = time.perf_counter()
-                build.upsert(chunk, codes, payloads)
+                if len(chunk):
+                    build.upsert(chunk, codes, payloads)
                 t2 = time.perf_counter()
                 encode_s += t1 - t0
                 upsert_s += t2 - t1
                 done += len(chunk)
                 bar.update(len(chunk))
+        total_after -= lost_adds  # an unreadable new file is not there; an unreadable changed one keeps its old point
         count = build.count()
         if count != total_after:
             raise StoreError(f"after writing, the new build of {name!r} holds {count} points, expected {total_after}; "
@@ -234,7 +269,11 @@ def _write(settings, session, backend, encoder, source, work: Plan, current, bat
         session.abort(build)
         raise
     seconds = time.perf_counter() - start
+    failed = getattr(source, "failed", [])
+    if failed:
+        log(f"skipped {len(failed)} file{'s' * (len(failed) != 1)} that could not be read (--strict stops at the first "
+            f"instead), e.g. {failed[0]}")
     return IngestReport(name, backend.location_of(name),
-                        count, added=len(work.add), updated=len(work.update), removed=len(work.remove),
+                        count, added=len(work.add) - lost_adds, updated=len(work.update), removed=len(work.remove),
                         unchanged=work.unchanged, seconds=seconds, encode_seconds=encode_s, upsert_seconds=upsert_s,
                         index_seconds=index_s)

@@ -16,10 +16,11 @@ from cbir.settings import Settings
 
 
 class StoredImages:
-    """28x28 float32 images in [0, 1] of stored points."""
+    """28x28 float32 images in [0, 1] of stored points; a folder's are read back from its files."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, meta=None):
         self.settings = settings
+        self.meta = meta  # the collection's record: a folder collection's root
         self._splits: dict[tuple[str, str], datasets.Split] = {}
         self._lock = threading.Lock()
 
@@ -31,6 +32,9 @@ class StoredImages:
 
     def image(self, point_id, payload: dict | None = None, meta=None) -> np.ndarray:
         """The image of one point (payload and meta help for points that are files)."""
+        meta = meta or self.meta
+        if payload and payload.get("path") and meta is not None and meta.source.get("kind") == "folder":
+            return self._file(meta.source["root"], payload["path"])
         try:
             name, split, index = ids.decode(int(point_id))
         except (ValueError, TypeError) as exc:
@@ -43,6 +47,19 @@ class StoredImages:
                     self.settings.data_dir, self.settings.cache_dir)
             return source.image(index).astype(np.float32) / 255.0
         return self._split(name, split).images[index].astype(np.float32) / 255.0
+
+    def _file(self, root: str, rel: str) -> np.ndarray:
+        from pathlib import Path
+
+        from cbir import preprocess
+
+        base = Path(root)
+        path = Path(base, rel)
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise CbirError(f"{rel}: not a path inside {root}")
+        if not path.is_file():
+            raise CbirError(f"{path}: the file behind this point is gone; run `ingest run --images {root}` to update the collection")
+        return preprocess.load_digit(path)
 
     def images(self, point_ids, payloads=None, meta=None) -> list[np.ndarray]:
         payloads = payloads or [None] * len(point_ids)

@@ -18,6 +18,10 @@ class Source(Protocol):
     models_from: str  # whose models encode it: a data set's (mnist) or its own
     queries_from: str | None  # which data set's test split evaluates it (None: its own --queries-dir / --holdout)
     digits: bool  # handwriting: deskewing is safe
+    partial: bool  # only the first N items of a data set (a collection of its own)
+    fingerprint_fields: tuple[str, ...]  # the payload fields changed() compares
+
+    def changed(self, pid, stored: dict, state) -> bool: ...  # stored payload vs manifest() state: re-encode?
 
     def __len__(self) -> int: ...
     def describe(self) -> dict: ...

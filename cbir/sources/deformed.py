@@ -52,6 +52,11 @@ class DeformedSource:
     def point_ids(self) -> np.ndarray:
         return ids.point_ids(NAME, "train", np.arange(self.size))
 
+    fingerprint_fields = ("fp",)
+
+    def changed(self, pid, stored: dict, now) -> bool:
+        return stored.get("fp") != now
+
     def manifest(self) -> dict:
         return dict.fromkeys(self.point_ids().tolist(), self.fingerprint)
 

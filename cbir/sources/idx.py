@@ -62,6 +62,11 @@ class IdxSource:
     def point_ids(self) -> np.ndarray:
         return ids.point_ids(self.dataset, self.split, np.arange(len(self)))
 
+    fingerprint_fields = ("fp",)
+
+    def changed(self, pid, stored: dict, now) -> bool:
+        return stored.get("fp") != now
+
     def manifest(self) -> dict:
         return dict.fromkeys(self.point_ids().tolist(), self.fingerprint)
 

@@ -100,6 +100,7 @@ class Backend(Protocol):
     def writer(self, name: str) -> Iterator[WriteSession]: ...  # a context manager
     def collections(self) -> list[CollectionInfo]: ...
     def generation(self, name: str) -> str | None: ...  # cheap: has the collection been switched since?
+    def meta(self, name: str) -> CollectionMeta | None: ...  # the record alone, without opening the collection
     def close(self) -> None: ...
 
 

@@ -626,6 +626,15 @@ class EdgeBackend:
     def generation(self, name: str) -> str | None:
         return self._current_or_none(self.folder(name))
 
+    def meta(self, name: str) -> CollectionMeta | None:
+        """The published collection's record, without opening its shard (None: none, or unreadable)."""
+        try:
+            folder = self.folder(name)
+            gen = self._current(folder, name)
+            return self._meta(folder, gen, name) if gen else None
+        except CbirError:
+            return None
+
     # --- writing -----------------------------------------------------------------------------
     @contextmanager
     def writer(self, name: str) -> Iterator[EdgeWriteSession]:

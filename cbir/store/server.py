@@ -498,6 +498,13 @@ class ServerBackend:
             f"collection {name!r} on {self.location} is damaged: {what}; rebuild it with {self.hints.rebuild}"))
         return reader
 
+    def meta(self, name: str) -> CollectionMeta | None:
+        try:
+            found = self._resolve(name)
+        except CbirError:
+            return None
+        return None if found is None else found[1]
+
     def generation(self, name: str) -> str | None:
         found = self._resolve(name)
         return None if found is None else found[1].generation

@@ -98,4 +98,12 @@ def fit(images, context: FitContext):
     return model, info
 
 
-ENCODER = EncoderSpec("dae", "the seed: the tutorial's convolutional denoising autoencoder, 128-d code", fit, TrainConfig)
+def default(n_images: int, digits: bool) -> TrainConfig:
+    """The tutorial's run for MNIST-sized data; smaller sets get more passes and smaller batches."""
+    if n_images >= 40_000:
+        return TrainConfig()
+    return TrainConfig(epochs=30, batch_size=int(min(128, max(16, n_images // 20))))
+
+
+ENCODER = EncoderSpec("dae", "the seed: the tutorial's convolutional denoising autoencoder, 128-d code", fit, TrainConfig,
+                      default)

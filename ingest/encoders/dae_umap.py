@@ -9,7 +9,7 @@ label is read. On clothes, a scaled PCA of the pixels is appended to keep pixel-
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -145,8 +145,19 @@ def fit_manifold(images: np.ndarray, dae, config: ManifoldConfig, verbose: int =
 
 def default(n_images: int, digits: bool) -> ManifoldConfig:
     """Measured choices (README, Retrieval quality): digits are deskewed; other pictures are compared by
-    contrast-normalised pixels, with their PCA kept beside the embedding for the nearest neighbours."""
-    return ManifoldConfig(deskew=digits, unit_contrast=not digits, local_weight=0.0 if digits else 0.25)
+    contrast-normalised pixels, with their PCA kept beside the embedding for the nearest neighbours.
+
+    Smaller sets (a user's folder) get a neighbourhood and a PCA their size allows, and enough passes
+    of smaller batches for the head to see about as many batches as on MNIST (within a time budget).
+    """
+    config = ManifoldConfig(deskew=digits, unit_contrast=not digits, local_weight=0.0 if digits else 0.25)
+    if n_images >= 40_000:
+        return config
+    batch = int(min(256, max(32, n_images // 16)))
+    steps_per_epoch = max(1, -(-n_images // batch))
+    epochs = int(np.clip(round(1000 / steps_per_epoch), 15, 100))
+    return replace(config, n_neighbors=int(min(15, max(2, n_images // 10))), graph_pca_dims=int(min(50, max(2, n_images // 4))),
+                   dims=int(min(16, max(2, n_images // 20))), batch_size=batch, epochs=epochs)
 
 
 def fit(images, context: FitContext):

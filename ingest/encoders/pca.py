@@ -24,4 +24,8 @@ def fit(images, context: FitContext):
     return model, {"explained_variance": round(float(pca.explained_variance_ratio_.sum()), 4)}
 
 
-ENCODER = EncoderSpec("pca", "PCA of the pixels to 32 dimensions (fitted on the training images)", fit, PcaConfig)
+def default(n_images: int, digits: bool) -> PcaConfig:
+    return PcaConfig(dims=int(min(32, max(1, n_images - 1))))
+
+
+ENCODER = EncoderSpec("pca", "PCA of the pixels to 32 dimensions (fitted on the training images)", fit, PcaConfig, default)
