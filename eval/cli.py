@@ -39,9 +39,12 @@ def parse_queries(value: str) -> int | None:
     if value.strip().lower() == "all":
         return None
     try:
-        return int(value)  # evaluate() refuses numbers below 1
+        number = int(value)
     except ValueError:
         raise CbirError(f"--queries takes a number or 'all' (got {value!r})") from None
+    if number < 1:
+        raise CbirError(f"--queries must be at least 1 (got {number})")
+    return number
 
 
 @app.command("run")

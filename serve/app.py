@@ -59,14 +59,18 @@ The whole request body may be at most {MAX_BODY_BYTES // 2**20} MiB (413 otherwi
 
 class Hit(BaseModel):
     rank: int
-    id: int
-    label: int
+    id: Union[int, str] = Field(description="a point id: a number for a data set's points, a UUID for a folder's")
+    label: Union[int, str, None]
     distance: float
+    path: Optional[str] = Field(None, description="a folder collection's file, relative to its folder")
+    class_: Optional[str] = Field(None, alias="class", description="the class name, for data sets whose labels stand for one")
 
 
 class Answer(BaseModel):
     query: str
-    match: Optional[str] = Field(None, description="good, weak or none; null until the service rates matches")
+    match: Optional[str] = Field(None, description="good, weak or none: the nearest distance against what real queries get "
+                                 "(null without a calibration, or with a label filter)")
+    score: Optional[float] = Field(None, description="the share of real queries whose nearest neighbour was at least as far")
     input: str = Field(description="the 28x28 image as the model sees it, as a data:image/png;base64 URL")
     results: list[Hit]
 
@@ -103,7 +107,7 @@ class Info(BaseModel):
     dataset: str
     model_id: str
     points: int
-    labels: list[int]
+    labels: list[Union[int, str]]
     class_names: dict[str, str] = Field(description="label -> name, for data sets whose labels are not names")
     limits: dict[str, int]
 
@@ -214,6 +218,21 @@ def _is_body_too_large(exc: BaseException) -> bool:
 
 # -- the app ------------------------------------------------------------------------------------
 
+def parse_point_id(text: str):
+    """A point id from a URL: a number (a data set's points) or a UUID (a folder's); 422 otherwise."""
+    import uuid
+
+    if text.lstrip("-").isdigit():
+        value = int(text)
+        if not 0 <= value < 2**63:
+            raise UnknownPoint(f"no point {text}")
+        return value
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise HTTPException(422, f"point_id: {text[:40]!r} is not a point id (a number, or a UUID)") from None
+
+
 def service_dep(request: Request) -> SearchService:
     """The app's service, or 503 while there is none that can answer."""
     svc = request.app.state.service
@@ -316,10 +335,13 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
              response_class=Response,
              responses={200: {"content": {"image/png": {}}, "description": "a 28x28 grayscale PNG"},
                         404: {"model": ErrorBody, "description": "no such point"}, **ERRORS})
-    def point_image(service: Service, point_id: Annotated[int, PathParam(description="a point id, as in results")]):
-        png = service.point_image_png(point_id)
-        # Point ids are stable (data set, split, index): the image behind one never changes.
-        return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
+    def point_image(service: Service, point_id: Annotated[str, PathParam(description="a point id, as in results: a number, or a UUID")]):
+        pid = parse_point_id(point_id)
+        png = service.point_image_png(pid)
+        # A data set's point ids are stable (data set, split, index): the image behind one never changes.
+        # A folder's point is a file, which may change under the same id.
+        cache = "public, max-age=86400" if isinstance(pid, int) else "no-cache"
+        return Response(png, media_type="image/png", headers={"Cache-Control": cache})
 
     @app.get("/api/collections", summary="The collections in the store", response_model=list[Collection],
              responses=ERRORS)

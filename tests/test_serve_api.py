@@ -44,10 +44,11 @@ def settings_for(home, data_dir) -> Settings:
 def collection(tmp_path_factory, mnist_dir):
     """A real embedded collection, built the way `ingest run --limit 2000` builds one."""
     from cbir.encoders import load_encoder
+    from cbir.sources import source_for
     from ingest.pipeline import ingest
 
     settings = settings_for(tmp_path_factory.mktemp("serve-api-home"), mnist_dir)
-    report = ingest(settings, load_encoder(settings), limit=N_POINTS, progress=False)
+    report = ingest(settings, load_encoder(settings), source_for(settings, first=N_POINTS), progress=False)
     assert report.total == N_POINTS
     return settings
 
@@ -113,11 +114,11 @@ def one_line_error(response, status: int, *fragments: str) -> str:
 
 def test_search_answers_like_the_cli(client, queries, cli_answers):
     for (path, label), expected in zip(queries, cli_answers):
-        response = client.post("/api/search", files={"image": png_of(path)})
+        response = client.post("/api/search", files={"image": png_of(path)}, params={"exact": "true"})
         assert response.status_code == 200, response.text
         answer = response.json()
-        assert set(answer) == {"query", "match", "input", "results"}
-        assert answer["query"] == path.name and answer["match"] in (None, "good", "weak", "none")
+        assert set(answer) == {"query", "match", "score", "input", "results"}
+        assert answer["query"] == path.name and answer["match"] == expected["match"] and answer["score"] == expected["score"]
         # The same neighbours, labels and distances as `search --json`, field for field.
         assert answer["results"] == expected["results"]
         labels = [r["label"] for r in answer["results"]]
@@ -144,7 +145,7 @@ def test_a_batch_answers_in_order_with_errors_in_place(client, queries, cli_answ
         ("image", ("blank.png", _png(np.full((50, 50), 255, np.uint8)), "image/png")),
         ("image", png_of(queries[1][0])),
     ]
-    response = client.post("/api/search", files=files)
+    response = client.post("/api/search", files=files, params={"exact": "true"})
     assert response.status_code == 200, response.text
     answers = response.json()
     assert isinstance(answers, list) and [a["query"] for a in answers] == ["test0.png", "notes.txt", "test2.png", "blank.png", "test1.png"]
@@ -406,18 +407,70 @@ def test_serve_command_help_and_errors(tmp_path, mnist_dir):
 def test_a_qdrant_server_collection_is_served_too(tmp_path, mnist_dir, queries):
     """The server code path (qdrant-client's in-process engine stands in for a server)."""
     from cbir.encoders import load_encoder
-    from cbir.store import ServerStore
+    from cbir.sources import source_for
     from ingest.pipeline import ingest
+    from tests.test_store import fresh_server
 
     settings = Settings(home=tmp_path / "home", data_dir=mnist_dir, qdrant_url=":memory:")
-    store = ServerStore.connect(":memory:", None, settings.collection_name)
+    server = fresh_server()
     encoder = load_encoder(settings)
-    ingest(settings, encoder, limit=300, progress=False, store=store)
+    ingest(settings, encoder, source_for(settings, first=300), progress=False, backend=server)
+    with TestClient(create_app(service=SearchService(settings, backend=server, encoder=encoder))) as c:
+        listed = c.get("/api/collections").json()
+        assert [(x["name"], x["points"], x["complete"], x["serving"]) for x in listed] == [("cbir-mnist-dae-umap", 300, True, True)]
+        answer = c.post("/api/search", files={"image": png_of(queries[0][0])}, params={"top_k": 3}).json()
+        assert len(answer["results"]) == 3 and all(r["id"] < 1_000_000_300 for r in answer["results"])
+
+
+def test_hnsw_answers_are_the_exact_ones_nearly_always(client, queries):
+    for path, _ in queries:
+        approx = client.post("/api/search", files={"image": png_of(path)}).json()["results"]
+        exact = client.post("/api/search", files={"image": png_of(path)}, params={"exact": "true"}).json()["results"]
+        assert len({r["id"] for r in approx} & {r["id"] for r in exact}) >= 9
+
+
+def test_concurrent_requests_are_searched_in_batches(collection, queries):
+    """Micro-batching: requests arriving together share one encode and one batch query."""
+    import threading
+
+    service = SearchService(collection, window=0.2)
     try:
-        with TestClient(create_app(service=SearchService(settings, store=store, encoder=encoder))) as c:
-            listed = c.get("/api/collections").json()
-            assert [(x["name"], x["points"], x["complete"], x["serving"]) for x in listed] == [("cbir-mnist-dae-umap", 300, True, True)]
-            answer = c.post("/api/search", files={"image": png_of(queries[0][0])}, params={"top_k": 3}).json()
-            assert len(answer["results"]) == 3 and all(r["id"] < 1_000_000_300 for r in answer["results"])
+        files = [(p.name, p.read_bytes()) for p, _ in queries]
+        answers: list = [None] * 12
+        barrier = threading.Barrier(12)
+
+        def ask(i):
+            barrier.wait()
+            answers[i] = service.search([files[i % len(files)]], top_k=5, exact=True)[0]
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert service.batcher.jobs == 12 and service.batcher.batches < 12
+        single = [service.search([f], top_k=5, exact=True)[0]["results"] for f in files]
+        assert all(a["results"] == single[i % len(files)] for i, a in enumerate(answers))  # batching changes no answer
     finally:
-        store.close()
+        service.close()
+
+
+def test_a_rebuilt_collection_is_served_without_a_restart(tmp_path, mnist_dir, queries, monkeypatch):
+    from cbir.encoders import load_encoder
+    from cbir.sources import source_for
+    from ingest.pipeline import ingest
+    from serve import service as service_module
+
+    settings = Settings(home=tmp_path / "home", data_dir=mnist_dir, collection="live")
+    encoder = load_encoder(settings)
+    ingest(settings, encoder, source_for(settings, first=500), progress=False)
+    monkeypatch.setattr(service_module, "RELOAD_CHECK_SECONDS", 0.0)
+    service = SearchService(settings)
+    try:
+        assert service.info()["points"] == 500
+        ingest(settings, encoder, source_for(settings, first=800), progress=False)  # an update: a new generation
+        assert service.info()["points"] == 800
+        answer = service.search([(queries[0][0].name, queries[0][0].read_bytes())], top_k=3)[0]
+        assert len(answer["results"]) == 3
+    finally:
+        service.close()
