@@ -6,7 +6,7 @@ small step at a time (`steps` returns every intermediate image; docs/preprocess-
 
     open_image      decode the file (first frame; big JPEGs decoded at a reduced scale)
     to_gray         any mode -> luminance in [0, 1], transparency over white, EXIF rotation, <= 1024 px
-    to_ink          ink bright on black (which side the ink is on: the border and the image's tails)
+    to_ink          ink bright on black (is the ink darker or lighter than the paper around it?)
     remove_background  subtract a smooth estimate of the paper (uneven light, grey or tinted paper, shadows)
     threshold       ink = brighter than Otsu's threshold on the flattened image, and than the noise
     drop_clutter    connected components: ruled lines, edge strips, frames and specks dropped, the digit kept
@@ -41,6 +41,7 @@ NOISE_SIGMAS = 5.0  # ink must stand out of the paper's noise by this many stand
 MIN_CONTRAST = 0.1  # ... and by at least this much (in [0, 1]) for anything to count as ink
 
 _NO_INK = "no ink found: the image is blank (one colour); draw a digit on a plain background"
+_NO_INK_IN_NOISE = "no ink found: nothing stands out of the background's texture or noise; draw a digit on a plain background"
 
 
 # --- reading a file ------------------------------------------------------------------------------
@@ -383,8 +384,10 @@ def threshold(flat: np.ndarray) -> tuple[np.ndarray, float]:
     sigma = 1.4826 * _quantile(np.abs(s - middle), 0.5)  # the paper's noise (most pixels are paper)
     peak = float(flat.max())
     floor = middle + max(NOISE_SIGMAS * sigma, MIN_CONTRAST / 2)
-    if peak < max(MIN_CONTRAST, floor):
+    if peak < MIN_CONTRAST:
         raise CbirError(_NO_INK)
+    if peak < floor:
+        raise CbirError(_NO_INK_IN_NOISE)
     level = max(_otsu(s, peak), floor)
     return flat >= level, level
 
@@ -423,72 +426,67 @@ def _thin_lines(rows, starts, ends, height: int, width: int) -> np.ndarray:
     return long & (band_of_row[rows] <= max(2, height // 64))
 
 
-def drop_clutter(mask: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
-    """Keep the digit: the strongest central component and the parts near it; drop the rest.
+def _sized(c: dict, shape: tuple[int, int]) -> np.ndarray:
+    """Components big enough to be a digit (or a part of one), not specks."""
+    return np.maximum(c["h"], c["w"]) >= 0.06 * min(shape)
 
-    `strength` is how far each pixel rises above the threshold (default: 1 for ink): the digit
-    is the component with the most of it, so a faint shadow or vignetted corner that just crosses
-    the threshold loses to the ink even when it is bigger.
 
-    Components are found on the mask reduced to <= LABEL_SIZE px (a block is ink if any pixel is).
-    Dropped, in turn: components hugging an image edge (a desk or shadow strip, the page's edge)
-    or framing everything; then lines (runs across most of the width or height: ruled lines, a
-    margin); then specks and marks away from the digit. Parts of a digit drawn with a gap (the
-    bar of a 5) lie close to it: they stay.
-    """
-    h, w = mask.shape
-    k = max(1, -(-max(h, w) // LABEL_SIZE))
-    small = _or_pool(mask, k)
-    H, W = small.shape
-    rows, starts, ends = _runs(small)
-    if len(rows) == 0:
-        raise CbirError(_NO_INK)
-    weight = _sum_pool(mask if strength is None else np.where(mask, strength, 0), k)
-    cumulative = np.pad(np.cumsum(weight, axis=1, dtype=np.float64), ((0, 0), (1, 0)))
-
-    def sized(c):  # big enough to be a digit, not a speck
-        return np.maximum(c["h"], c["w"]) >= 0.06 * min(H, W)
-
-    # 1. Strips along an edge (over 30% of it) and frames around everything.
-    c = _components((H, W), rows, starts, ends)
+def _without_strips_and_frames(runs: tuple, shape: tuple[int, int]) -> tuple:
+    """Drop components hugging an image edge (over 30% of it: a desk, a shadow, the page's edge),
+    long thin ones touching an edge (what is left of such a strip), and frames around everything;
+    unless nothing digit-sized would be left."""
+    H, W = shape
+    c = _components(shape, *runs)
     touches = (c["r0"] == 0) | (c["r1"] == H - 1) | (c["c0"] == 0) | (c["c1"] == W - 1)
     long_thin = ((c["w"] >= 0.5 * W) & (c["h"] <= 0.25 * H)) | ((c["h"] >= 0.5 * H) & (c["w"] <= 0.25 * W))
     frame = (c["h"] >= 0.8 * H) & (c["w"] >= 0.8 * W) & (c["area"] <= 0.25 * c["h"] * c["w"])
     clutter = (c["edge"] >= 0.3 * W) | (touches & long_thin) | frame
-    if (sized(c) & ~clutter).any():
-        keep = ~clutter[c["comp"]]
-        rows, starts, ends = rows[keep], starts[keep], ends[keep]
+    if not (_sized(c, shape) & ~clutter).any():
+        return runs
+    keep = ~clutter[c["comp"]]
+    return tuple(r[keep] for r in runs)
 
-    # 2. Lines: horizontal ones are long runs; vertical ones long runs of the transpose.
+
+def _without_lines(runs: tuple, shape: tuple[int, int]) -> tuple:
+    """Drop thin lines across the picture (ruled lines, a margin): long runs, and long runs of the
+    transpose; where one crosses the digit, the digit falls into parts that lie close together."""
+    H, W = shape
+    rows, starts, ends = runs
     lines = _thin_lines(rows, starts, ends, H, W)
-    cols, top, bottom = _runs(_paint((H, W), rows, starts, ends).T)
+    cols, top, bottom = _runs(_paint(shape, rows, starts, ends).T)
     vertical = _thin_lines(cols, top, bottom, W, H)
-    if lines.any() or vertical.any():
-        rest = _paint((H, W), rows[~lines], starts[~lines], ends[~lines])
-        if vertical.any():
-            rest &= ~_paint((W, H), cols[vertical], top[vertical], bottom[vertical]).T
-        if rest.any():  # (nothing but lines: keep them)
-            rows, starts, ends = _runs(rest)
+    if not (lines.any() or vertical.any()):
+        return runs
+    rest = _paint(shape, rows[~lines], starts[~lines], ends[~lines])
+    if vertical.any():
+        rest &= ~_paint((W, H), cols[vertical], top[vertical], bottom[vertical]).T
+    return _runs(rest) if rest.any() else runs  # (nothing but lines: keep them)
 
-    # 3. The digit: the biggest component (weighted towards the middle), then the parts close to it.
-    c = _components((H, W), rows, starts, ends)
+
+def _digit(runs: tuple, shape: tuple[int, int], weight: np.ndarray) -> np.ndarray:
+    """The digit's mask: the component with the most ink (weighted towards the middle), then the
+    parts lying above, below or beside its box (a 5's bar, the halves of a broken 3), not off a corner."""
+    H, W = shape
+    rows, starts, ends = runs
+    c = _components(shape, rows, starts, ends)
+    cumulative = np.pad(np.cumsum(weight, axis=1, dtype=np.float64), ((0, 0), (1, 0)))
     ink = np.bincount(c["comp"], weights=cumulative[rows, ends] - cumulative[rows, starts], minlength=c["n"])
     cy, cx = (c["r0"] + c["r1"]) / 2 / H - 0.5, (c["c0"] + c["c1"]) / 2 / W - 0.5
     score = ink * (1.0 - np.sqrt(cx**2 + cy**2))  # 1 in the middle, ~0.3 in a corner
-    allowed = sized(c) if sized(c).any() else np.ones(c["n"], dtype=bool)
-    main = int(np.argmax(np.where(allowed, score, -1)))
+    sized = _sized(c, shape)
+    main = int(np.argmax(np.where(sized if sized.any() else True, score, -1)))
+
     r0, r1, c0, c1, area = c["r0"], c["r1"], c["c0"], c["c1"], c["area"]
     box = [r0[main], r1[main], c0[main], c1[main]]
     extent = max(c["h"][main], c["w"][main])
+    reach = np.where(area >= 0.1 * area[main], 0.35, 0.2) * extent  # big parts may lie further off
     chosen = np.zeros(c["n"], dtype=bool)
     chosen[main] = True
-    reach = np.where(area >= 0.1 * area[main], 0.35, 0.2) * extent  # big parts may lie further off
     candidates = area >= 0.02 * area[main]
     changed = True
     while changed:
         changed = False
         for i in np.flatnonzero(candidates & ~chosen):
-            # Above, below or beside the digit's box (a 5's bar, the other half of a broken 3), not off a corner.
             gap_y = max(box[0] - r1[i], r0[i] - box[1], 0)
             gap_x = max(box[2] - c1[i], c0[i] - box[3], 0)
             grown = max(max(box[1], r1[i]) - min(box[0], r0[i]), max(box[3], c1[i]) - min(box[2], c0[i])) + 1
@@ -497,21 +495,45 @@ def drop_clutter(mask: np.ndarray, strength: np.ndarray | None = None) -> np.nda
                 box = [min(box[0], r0[i]), max(box[1], r1[i]), min(box[2], c0[i]), max(box[3], c1[i])]
                 changed = True
     sel = chosen[c["comp"]]
-    keep = _paint((H, W), rows[sel], starts[sel], ends[sel])
+    return _paint(shape, rows[sel], starts[sel], ends[sel])
+
+
+def drop_clutter(mask: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
+    """Keep the digit, drop the rest: strips along the edges and frames, then lines, then specks and marks.
+
+    Components are found on the mask reduced to <= LABEL_SIZE px (a block is ink if any pixel
+    is). `strength` is how far each pixel rises above the threshold (default: 1 for ink): the
+    digit is the component with the most of it, so a faint shadow or vignetted corner that just
+    crosses the threshold loses to the ink even when it is bigger.
+    """
+    h, w = mask.shape
+    k = max(1, -(-max(h, w) // LABEL_SIZE))
+    small = _or_pool(mask, k)
+    runs = _runs(small)
+    if len(runs[0]) == 0:
+        raise CbirError(_NO_INK)
+    runs = _without_lines(_without_strips_and_frames(runs, small.shape), small.shape)
+    weight = _sum_pool(mask if strength is None else np.where(mask, strength, 0), k)
+    keep = _digit(runs, small.shape, weight)
     if k > 1:
         keep = np.repeat(np.repeat(keep, k, axis=0), k, axis=1)[:h, :w]
     return mask & keep
 
 
-def crop(ink: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """The digit's box, drawn with its longer side FINE px: a mask (ink >= 0.5 of the threshold).
+def crop(flat: np.ndarray, keep: np.ndarray, level: float) -> np.ndarray:
+    """The digit's box, drawn with its longer side FINE px: a mask of its ink.
 
-    `ink` is the flattened image scaled so the threshold is 0.5 and clutter is 0. Larger boxes are
-    reduced by keeping each block's maximum (a thin pen stays connected); smaller ones enlarged
-    bilinearly, so a tiny digit gets smooth edges rather than blocks.
+    Only kept ink may reach the threshold (clutter next to the digit is held below it), and only
+    the kept ink and its next pixels count at all. Boxes larger than FINE are reduced by keeping
+    each block's maximum (a thin pen stays connected); smaller ones are enlarged bilinearly from
+    the grey levels, so a tiny digit gets smooth edges rather than blocks.
     """
     rows, cols = np.nonzero(keep)
-    box = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    near = _morph(keep, 1)[top:bottom, left:right] if min(keep.shape) > 2 else keep[top:bottom, left:right]
+    box = flat[top:bottom, left:right]
+    box = np.where(keep[top:bottom, left:right], box, np.minimum(box, level * 0.99))
+    box = np.where(near, box / np.float32(level), 0).astype(np.float32)  # the threshold is now 1
     h, w = box.shape
     if max(h, w) > FINE:
         fine = _or_pool(box, -(-max(h, w) // FINE))
@@ -520,7 +542,7 @@ def crop(ink: np.ndarray, keep: np.ndarray) -> np.ndarray:
         padded = np.pad(box, 1)  # bilinear sampling needs the paper around the ink
         big = Image.fromarray(padded).resize((round((w + 2) * scale), round((h + 2) * scale)), Image.Resampling.BILINEAR)
         fine = np.asarray(big)
-    fine = fine >= 0.5
+    fine = fine >= 1.0
     rows, cols = np.nonzero(fine)
     if len(rows) == 0:
         raise CbirError(_NO_INK)
@@ -544,7 +566,7 @@ def stroke_width(mask: np.ndarray) -> float:
 def normalise_stroke(fine: np.ndarray) -> np.ndarray:
     """Thicken a thin pen, thin a marker: dilate or erode until the stroke is in MNIST's range."""
     long_side = max(fine.shape)
-    width = stroke_width(fine) * BOX / long_side  # in final (28x28) pixels
+    width = stroke_width(fine) * BOX / long_side  # in pixels of the final 20x20 box
     target = min(max(width, STROKE_RANGE[0]), STROKE_RANGE[1])
     if target == width:
         return fine
@@ -613,17 +635,10 @@ def _run(gray: np.ndarray, trace: list | None = None) -> np.ndarray:
     mask, level = threshold(flat)
     seen("threshold", mask)
     keep = seen("clutter dropped", drop_clutter(mask, flat - level))
-    scaled = np.where(keep, flat, np.minimum(flat, level * 0.99)) * np.float32(0.5 / level)
-    # clutter next to the digit stays below the threshold: only the kept ink can cross 0.5
-    fine = seen("crop", crop(np.where(_near(keep), scaled, 0).astype(np.float32), keep))
+    fine = seen("crop", crop(flat, keep, level))
     fine = seen("stroke normalised", normalise_stroke(fine))
     small = seen("fit 20x20", fit_20x20(fine))
     return seen("centred by mass", centre_by_mass(small))
-
-
-def _near(keep: np.ndarray) -> np.ndarray:
-    """The kept ink and the pixels next to it (their grey levels shape the crop's edges)."""
-    return _morph(keep, 1) if keep.shape[0] > 2 and keep.shape[1] > 2 else keep
 
 
 def normalize(gray: np.ndarray) -> np.ndarray:
