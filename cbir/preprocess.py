@@ -104,7 +104,8 @@ _PLAIN = {"1": "L", "P": "RGB", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B"
 
 def to_gray(img: Image.Image) -> np.ndarray:
     """Any mode -> float32 luminance in [0, 1]; transparency is composited over white."""
-    img = ImageOps.exif_transpose(img)
+    if img.getexif().get(0x0112, 1) != 1:  # EXIF orientation: turn the pixels upright (a copy: only when needed)
+        img = ImageOps.exif_transpose(img)
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     elif img.mode in _PLAIN:
