@@ -88,7 +88,7 @@ def figure(out: Path) -> None:
         img = Image.open(io.BytesIO(data))
         shown = img.convert("RGBA") if img.mode in ("RGBA", "LA", "P") else img
         if shown.mode == "RGBA":  # transparency over a checkerboard, as image viewers show it
-            board = np.indices(shown.size[::-1]).sum(0) // 20 % 2 * 40 + 200
+            board = (np.indices(shown.size[::-1]) // 20).sum(0) % 2 * 40 + 200
             back = Image.fromarray(np.repeat(board[..., None], 3, -1).astype(np.uint8)).convert("RGBA")
             shown = Image.alpha_composite(back, shown)
         sheet.paste(tile(shown), (ROW_LABEL_W, y))
