@@ -32,7 +32,7 @@ from cbir.errors import CbirError
 SIZE = 28
 BOX = 20  # MNIST fits each digit into 20x20, then centres its mass in 28x28
 WORKING_SIZE = 1024  # larger images are reduced first: the digit ends up 20x20 anyway
-BACKGROUND_SIZE = 64  # the paper is estimated on the image reduced to this size
+BACKGROUND_SIZE = 128  # the paper is estimated on the image reduced to this size
 BACKGROUND_KERNEL = 0.25  # ... with an opening this wide (fraction of the longer side): wider than any stroke
 LABEL_SIZE = 256  # connected components are found on the ink mask reduced to at most this size
 FINE = 8 * BOX  # the stroke is normalised with the digit drawn 8x its final size
@@ -181,21 +181,6 @@ def _rank(a: np.ndarray, size: int, op) -> np.ndarray:
     return _rank_1d(_rank_1d(a, size, 0, op), size, 1, op)
 
 
-def _box_mean(a: np.ndarray, size: int) -> np.ndarray:
-    """A square moving average (near the edges, of the pixels that exist)."""
-    r = size // 2
-    out = a.astype(np.float64)
-    for axis in (0, 1):
-        n = out.shape[axis]
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (r + 1, size - 1 - r)
-        c = np.cumsum(np.pad(out, pad), axis=axis)
-        ones = np.cumsum(np.pad(np.ones(n), (r + 1, size - 1 - r)))
-        count = (ones[size : size + n] - ones[:n]).reshape((n, 1) if axis == 0 else (1, n))
-        out = (_shifted(c, axis, size, n) - _shifted(c, axis, 0, n)) / count
-    return out.astype(np.float32)
-
-
 def _disk_step(m: np.ndarray, grow: bool, diagonal: bool) -> np.ndarray:
     """One step of dilation (grow) or erosion by a 3x3 cross, or a 3x3 square when diagonal."""
     op = np.logical_or if grow else np.logical_and
@@ -309,11 +294,12 @@ def _enlarged(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _paper(ink: np.ndarray) -> np.ndarray:
     """The paper under bright ink: an opening (min, then max filter) of the image reduced to
-    BACKGROUND_SIZE, as wide as BACKGROUND_KERNEL, smoothed; at the image's size."""
+    BACKGROUND_SIZE, as wide as BACKGROUND_KERNEL, enlarged bilinearly to the image's size.
+    (Not smoothed further: a shadow's edge stays sharp, so it is subtracted, not left as a line.)"""
     small = _reduced(ink, BACKGROUND_SIZE)
     size = max(3, int(round(BACKGROUND_KERNEL * max(small.shape))) | 1)
     paper = _rank(_rank(small, size, np.minimum), size, np.maximum)
-    return _enlarged(_box_mean(paper, size // 2 | 1), ink.shape)
+    return _enlarged(paper, ink.shape)
 
 
 def _paper_above(ink: np.ndarray) -> np.ndarray:
@@ -432,15 +418,25 @@ def _sized(c: dict, shape: tuple[int, int]) -> np.ndarray:
     return np.maximum(c["h"], c["w"]) >= 0.06 * min(shape)
 
 
+def _encloses(c: dict, inner: np.ndarray) -> np.ndarray:
+    """Components whose box holds the whole box of another (`inner`) component: a box drawn
+    around the digit. (A digit's loop holds no other sizeable component.)"""
+    out = np.zeros(c["n"], dtype=bool)
+    for i in np.flatnonzero(inner):
+        out |= (c["r0"] < c["r0"][i]) & (c["r1"] > c["r1"][i]) & (c["c0"] < c["c0"][i]) & (c["c1"] > c["c1"][i])
+    return out
+
+
 def _without_strips_and_frames(runs: tuple, shape: tuple[int, int]) -> tuple:
     """Drop components hugging an image edge (over 30% of it: a desk, a shadow, the page's edge),
-    long thin ones touching an edge (what is left of such a strip), and frames around everything;
-    unless nothing digit-sized would be left."""
+    long thin ones touching an edge (what is left of such a strip), and frames: hollow components
+    around everything or around another sizeable component; unless nothing digit-sized would be left."""
     H, W = shape
     c = _components(shape, *runs)
     touches = (c["r0"] == 0) | (c["r1"] == H - 1) | (c["c0"] == 0) | (c["c1"] == W - 1)
     long_thin = ((c["w"] >= 0.5 * W) & (c["h"] <= 0.25 * H)) | ((c["h"] >= 0.5 * H) & (c["w"] <= 0.25 * W))
-    frame = (c["h"] >= 0.8 * H) & (c["w"] >= 0.8 * W) & (c["area"] <= 0.25 * c["h"] * c["w"])
+    hollow = c["area"] <= 0.25 * c["h"] * c["w"]
+    frame = hollow & (((c["h"] >= 0.8 * H) & (c["w"] >= 0.8 * W)) | _encloses(c, _sized(c, shape)))
     clutter = (c["edge"] >= 0.3 * W) | (touches & long_thin) | frame
     if not (_sized(c, shape) & ~clutter).any():
         return runs
