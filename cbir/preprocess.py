@@ -7,7 +7,7 @@ small step at a time (`steps` returns every intermediate image; docs/preprocess-
     open_image      decode the file (first frame; big JPEGs decoded at a reduced scale)
     to_gray         any mode -> luminance in [0, 1], transparency over white, EXIF rotation, <= 1024 px
     to_ink          ink bright on black (is the ink darker or lighter than the paper around it?)
-    remove_background  subtract a smooth estimate of the paper (uneven light, grey or tinted paper, shadows)
+    remove_background  subtract the paper: an opening wider than any stroke (uneven light, tinted paper, shadows)
     threshold       ink = brighter than Otsu's threshold on the flattened image, and than the noise
     drop_clutter    connected components: ruled lines, edge strips, frames and specks dropped, the digit kept
     crop            the digit's box, resampled so its longer side is 160 px (8x the final 20)
