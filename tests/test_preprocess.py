@@ -358,3 +358,22 @@ def test_preprocessing_imports_neither_scipy_nor_opencv(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# --- the benchmark's user-made queries (bench/user_made.py), reused elsewhere -----------------------
+
+def test_user_made_queries_are_reproducible_image_files(monkeypatch, mnist_dir):
+    from bench import user_made
+
+    monkeypatch.setenv("CBIR_DATA_DIR", str(mnist_dir))
+    user_made.mnist_test.cache_clear()
+    assert {"thin-pen", "phone-photo"} <= set(user_made.DIGIT_CONDITIONS) and "letters" in user_made.NON_DIGIT_CONDITIONS
+    for condition in ("thin-pen", "letters"):
+        first, again = user_made.make_queries(condition, 3, seed=5), user_made.make_queries(condition, 3, seed=5)
+        assert [q for q, _ in first] == [q for q, _ in again]  # seeded: the same bytes
+        for data, label in first:
+            Image.open(io.BytesIO(data)).load()  # a real image file
+            assert (label is None) == (condition == "letters")
+    _, labels = user_made.mnist_test()
+    indices = user_made.test_indices("thin-pen", 3, 5)
+    assert [label for _, label in user_made.make_queries("thin-pen", 3, seed=5)] == labels[indices].tolist()
