@@ -338,7 +338,7 @@ def test_connected_components_match_a_flood_fill():
     rng = np.random.default_rng(0)
     for _ in range(40):
         mask = rng.random((rng.integers(1, 30), rng.integers(1, 30))) < rng.uniform(0.1, 0.7)
-        rows, starts, ends = preprocess._runs(mask)
+        rows, starts, ends = preprocess.mask_runs(mask)
         comp, n = preprocess.label_runs(rows, starts, ends, mask.shape[1])
         assert n == _flood_fill_count(mask)
         labels = np.full(mask.shape, -1)

@@ -1,37 +1,15 @@
-"""Turn any picture of one digit into an MNIST-like 28x28 digit: white ink on black, centred by mass.
-
-MNIST digits are black-and-white drawings fitted into a 20x20 box (the grey levels come from
-anti-aliasing) and centred by mass in 28x28. A user's picture is brought to the same form, one
-small step at a time (`steps` returns every intermediate image; docs/preprocess-steps.png draws them):
-
-    open_image      decode the file (first frame; big JPEGs decoded at a reduced scale)
-    to_gray         any mode -> luminance in [0, 1], transparency over white, EXIF rotation, <= 1024 px
-    to_ink          ink bright on black (is the ink darker or lighter than the paper around it?)
-    remove_background  subtract the paper: an opening wider than any stroke (uneven light, tinted paper, shadows)
-    threshold       ink = brighter than Otsu's threshold on the flattened image, and than the noise
-    drop_clutter    connected components: ruled lines, edge strips, frames and specks dropped, the digit kept
-    crop            the digit's box, resampled so its longer side is 160 px (8x the final 20)
-    normalise_stroke   pen width brought into MNIST's range (thin pens thickened, markers thinned)
-    fit_20x20       area-averaged down to fit 20x20 keeping aspect, contrast stretched to a peak of 1
-    centre_by_mass  placed in 28x28 with its centre of mass in the middle
-
-numpy and Pillow only: this runs on every `search`, where scipy or OpenCV would cost more to
-import than the whole query.
-"""
+"""The preprocessing steps, in the order they run (see cbir.preprocess for the overview)."""
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from cbir.errors import CbirError
+from cbir.preprocess.arrays import border, enlarged, label_runs, mask_runs, morph, or_pool, paint, quantile, rank, reduced, sample, sum_pool
 
 SIZE = 28
 BOX = 20  # MNIST fits each digit into 20x20, then centres its mass in 28x28
-WORKING_SIZE = 1024  # larger images are reduced first: the digit ends up 20x20 anyway
 BACKGROUND_SIZE = 128  # the paper is estimated on the image reduced to this size
 BACKGROUND_KERNEL = 0.25  # ... with an opening this wide (fraction of the longer side): wider than any stroke
 LABEL_SIZE = 256  # connected components are found on the ink mask reduced to at most this size
@@ -44,270 +22,28 @@ _NO_INK = "no ink found: the image is blank (one colour); draw a digit on a plai
 _NO_INK_IN_NOISE = "no ink found: nothing stands out of the background's texture or noise; draw a digit on a plain background"
 
 
-# --- reading a file ------------------------------------------------------------------------------
-
-_SIGNATURES = {
-    b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
-    b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP",
-}
-
-
-def _looks_like(path: Path) -> str | None:
-    """The image format a file's first bytes claim, if any."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except OSError:
-        return None
-    return next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
-
-
-def open_image(path: Path) -> Image.Image:
-    """Open and fully decode an image file, or raise a CbirError naming the problem.
-
-    A JPEG much larger than the working size is decoded at 1/2, 1/4 or 1/8 scale (the decoder's
-    own DCT scaling, still at least WORKING_SIZE on its longer side): a 12-megapixel photo then
-    decodes in a fraction of the time.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CbirError(f"{path}: no such file")
-    if path.is_dir():
-        raise CbirError(f"{path}: is a directory, not an image")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            img.seek(0)  # first frame of an animation
-            if img.format == "JPEG" and max(img.size) > 2 * WORKING_SIZE:
-                img.draft(img.mode, (WORKING_SIZE, WORKING_SIZE))
-            img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise CbirError(f"{path}: image is too large to be decoded safely (decompression bomb?)") from None
-    except UnidentifiedImageError:
-        claimed = _looks_like(path)
-        if claimed:
-            raise CbirError(f"{path}: corrupt or truncated image (starts like a {claimed} but cannot be decoded)") from None
-        raise CbirError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise CbirError(f"{path}: corrupt or truncated image ({exc})") from None
-    if img.mode == "F" and not np.isfinite(np.asarray(img)).all():
-        raise CbirError(f"{path}: pixel values are NaN or infinite; save the image with finite values")
-    return img
-
-
-# Modes Image.reduce averages correctly; the rest are converted first (palette indices and 1-bit
-# pixels cannot be averaged, 16-bit modes cannot be reduced at all).
-_PLAIN = {"1": "L", "P": "RGB", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I",
-          "La": "LA", "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
-
-
-def to_gray(img: Image.Image) -> np.ndarray:
-    """Any mode -> float32 luminance in [0, 1]; transparency is composited over white."""
-    if img.getexif().get(0x0112, 1) != 1:  # EXIF orientation: turn the pixels upright (a copy: only when needed)
-        img = ImageOps.exif_transpose(img)
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    elif img.mode in _PLAIN:
-        img = img.convert(_PLAIN[img.mode])
-    if img.mode == "F" and not np.isfinite(np.asarray(img)).all():
-        raise CbirError("pixel values are NaN or infinite; save the image with finite values")
-    factor = -(-max(img.size) // WORKING_SIZE)
-    if factor > 1:
-        img = img.reduce(factor)  # box-average: keeps thin strokes, bounds memory for huge images
-    if img.mode == "I":
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
-        return np.clip(arr / peak, 0, 1).astype(np.float32)
-    if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float32)
-        return np.clip(arr / max(float(arr.max()), 1.0), 0, 1)
-    if img.mode in ("RGBA", "LA"):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
-    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-
 
 def is_mnist_style(gray: np.ndarray) -> bool:
     """Already 28x28 with a dark background: take it exactly as it is."""
-    return gray.shape == (SIZE, SIZE) and _border(gray).mean() < 0.5
-
-
-def _border(a: np.ndarray) -> np.ndarray:
-    return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-
-
-def _quantile(values: np.ndarray, q: float, bins: int = 4096) -> float:
-    """A quantile of values in [0, 1], to 1/4096, from a histogram.
-
-    np.median and np.percentile cost ~20 ms of set-up on their first call, and partitioning is
-    slow on images that are mostly one value (a clean page).
-    """
-    counts = np.bincount(np.clip((values.ravel() * (bins - 1) + 0.5).astype(np.int32), 0, bins - 1), minlength=bins)
-    k = min(values.size - 1, max(0, int(q * (values.size - 1) + 0.5)))
-    return float(np.searchsorted(np.cumsum(counts), k, side="right")) / (bins - 1)
-
-
-def _sample(a: np.ndarray, size: int = 256) -> np.ndarray:
-    """A strided subsample of at most about size x size pixels (for statistics)."""
-    step = max(1, -(-max(a.shape) // size))
-    return a[::step, ::step]
-
-
-# --- small numpy morphology ----------------------------------------------------------------------
-
-def _shifted(p: np.ndarray, axis: int, start: int, n: int) -> np.ndarray:
-    """p[start : start + n] along an axis (of a 2-D array)."""
-    return p[start : start + n] if axis == 0 else p[:, start : start + n]
-
-
-def _rank_1d(a: np.ndarray, size: int, axis: int, op) -> np.ndarray:
-    """A running min or max of `size` pixels along one axis (the window ends at the image edge)."""
-    r = size // 2
-    fill = np.inf if op is np.minimum else -np.inf
-    pad = [(0, 0), (0, 0)]
-    pad[axis] = (r, size - 1 - r)
-    p = np.pad(a, pad, constant_values=fill)
-    n = a.shape[axis]
-    out = _shifted(p, axis, 0, n).copy()
-    for i in range(1, size):
-        op(out, _shifted(p, axis, i, n), out=out)
-    return out
-
-
-def _rank(a: np.ndarray, size: int, op) -> np.ndarray:
-    """A square min (op=np.minimum) or max (np.maximum) filter, separable."""
-    return _rank_1d(_rank_1d(a, size, 0, op), size, 1, op)
-
-
-def _disk_step(m: np.ndarray, grow: bool, diagonal: bool) -> np.ndarray:
-    """One step of dilation (grow) or erosion by a 3x3 cross, or a 3x3 square when diagonal."""
-    op = np.logical_or if grow else np.logical_and
-    p = np.pad(m, 1, constant_values=not grow)
-    out = m.copy()
-    h, w = m.shape
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)) + (((-1, -1), (-1, 1), (1, -1), (1, 1)) if diagonal else ()):
-        op(out, p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w], out=out)
-    return out
-
-
-def _morph(m: np.ndarray, radius: int) -> np.ndarray:
-    """Dilate (radius > 0) or erode (radius < 0) a mask by a disk-like octagon of that radius."""
-    grow = radius > 0
-    for i in range(abs(radius)):
-        m = _disk_step(m, grow, diagonal=i % 2 == 1)  # cross, square, cross, ...: an octagon
-    return m
-
-
-def _sum_pool(a: np.ndarray, k: int) -> np.ndarray:
-    """Reduce an image by k in each direction, summing each block."""
-    h, w = a.shape
-    H, W = -(-h // k), -(-w // k)
-    p = np.zeros((H * k, W * k), dtype=np.float32)
-    p[:h, :w] = a
-    return p.reshape(H, k, W, k).sum(axis=(1, 3))
-
-
-def _or_pool(m: np.ndarray, k: int) -> np.ndarray:
-    """Reduce a mask (or ink image) by k in each direction, keeping a block's maximum."""
-    if k <= 1:
-        return m
-    h, w = m.shape
-    H, W = -(-h // k), -(-w // k)
-    p = np.zeros((H * k, W * k), dtype=m.dtype)
-    p[:h, :w] = m
-    return p.reshape(H, k, W, k).max(axis=(1, 3))
-
-
-# --- connected components: run-length labelling --------------------------------------------------
-
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The horizontal runs of a mask, row-major: (row, first column, end column exclusive)."""
-    h, w = mask.shape
-    p = np.zeros((h, w + 2), dtype=np.int8)
-    p[:, 1:-1] = mask
-    d = np.diff(p, axis=1)
-    rows, starts = np.nonzero(d == 1)
-    _, ends = np.nonzero(d == -1)
-    return rows, starts, ends
-
-
-def _paint(shape: tuple[int, int], rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """The mask covered by the given runs."""
-    h, w = shape
-    delta = np.zeros((h, w + 1), dtype=np.int32)
-    np.add.at(delta, (rows, starts), 1)
-    np.add.at(delta, (rows, ends), -1)
-    return np.cumsum(delta, axis=1)[:, :w] > 0
-
-
-def label_runs(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> tuple[np.ndarray, int]:
-    """8-connected components of a mask given as its runs: (component of each run, count).
-
-    Runs on neighbouring rows that overlap (or touch diagonally) are joined; joining is union-find
-    done on whole arrays (hook each root to the smaller root, then halve paths) until it settles.
-    """
-    n = len(rows)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), 0
-    stride = width + 2
-    key_start = rows * stride + starts
-    key_end = rows * stride + ends
-    below = (rows + 1) * stride
-    lo = np.searchsorted(key_end, below + starts, side="left")  # first run below with end >= my start
-    hi = np.searchsorted(key_start, below + ends, side="right")  # past the last run below starting <= my end
-    counts = np.clip(hi - lo, 0, None)
-    a = np.repeat(np.arange(n), counts)
-    offsets = np.repeat(np.cumsum(counts) - counts, counts)
-    b = np.repeat(lo, counts) + (np.arange(len(a)) - offsets)
-    parent = np.arange(n)
-    while len(a):
-        ra, rb = parent[a], parent[b]
-        if np.array_equal(ra, rb):
-            break
-        low = np.minimum(ra, rb)
-        np.minimum.at(parent, ra, low)
-        np.minimum.at(parent, rb, low)
-        while True:  # path halving until every run points at its root
-            grand = parent[parent]
-            if np.array_equal(grand, parent):
-                break
-            parent = grand
-    roots, comp = np.unique(parent, return_inverse=True)
-    return comp, len(roots)
-
-
-# --- the steps -----------------------------------------------------------------------------------
-
-def _reduced(a: np.ndarray, size: int) -> np.ndarray:
-    """The image box-averaged down to at most about size px on its longer side."""
-    factor = max(1, -(-max(a.shape) // size))
-    return np.asarray(Image.fromarray(a).reduce(factor), dtype=np.float32) if factor > 1 else a
-
-
-def _enlarged(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if a.shape == shape:
-        return a
-    return np.asarray(Image.fromarray(a).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+    return gray.shape == (SIZE, SIZE) and border(gray).mean() < 0.5
 
 
 def _paper(ink: np.ndarray) -> np.ndarray:
     """The paper under bright ink: an opening (min, then max filter) of the image reduced to
     BACKGROUND_SIZE, as wide as BACKGROUND_KERNEL, enlarged bilinearly to the image's size.
     (Not smoothed further: a shadow's edge stays sharp, so it is subtracted, not left as a line.)"""
-    small = _reduced(ink, BACKGROUND_SIZE)
+    small = reduced(ink, BACKGROUND_SIZE)
     size = max(3, int(round(BACKGROUND_KERNEL * max(small.shape))) | 1)
-    paper = _rank(_rank(small, size, np.minimum), size, np.maximum)
-    return _enlarged(paper, ink.shape)
+    paper = rank(rank(small, size, np.minimum), size, np.maximum)
+    return enlarged(paper, ink.shape)
 
 
 def _paper_above(ink: np.ndarray) -> np.ndarray:
     """A rough paper level under bright ink, for telling dark ink from light: each 1/16 of the
     image keeps its brightest pixel (so dark strokes vanish), an opening 5 tiles wide removes
     bright strokes, and a max filter one tile wider keeps dark areas from shading their rim."""
-    tiles = _or_pool(ink, max(1, -(-max(ink.shape) // 16)))
-    return _enlarged(_rank(_rank(tiles, 5, np.minimum), 7, np.maximum), ink.shape)
+    tiles = or_pool(ink, max(1, -(-max(ink.shape) // 16)))
+    return enlarged(rank(rank(tiles, 5, np.minimum), 7, np.maximum), ink.shape)
 
 
 def to_ink(gray: np.ndarray) -> np.ndarray:
@@ -320,16 +56,16 @@ def to_ink(gray: np.ndarray) -> np.ndarray:
     contrast of either, summed over the middle of the picture (the margins, where a desk or a
     page edge may show, are left out). On a near tie the margin decides: under 0.5, light ink.
     """
-    small = _reduced(gray, LABEL_SIZE)
+    small = reduced(gray, LABEL_SIZE)
     h, w = small.shape
     mh, mw = h * 15 // 100, w * 15 // 100
     margin = np.ones(small.shape, dtype=bool)
     margin[h // 10 : h - h // 10, w // 10 : w - w // 10] = False
-    border = _quantile(small[margin] if margin.any() else small, 0.5)  # the outer tenth: a frame line does not count
+    border = quantile(small[margin] if margin.any() else small, 0.5)  # the outer tenth: a frame line does not count
     if border >= 0.75 or border <= 0.1:
         return gray if border <= 0.1 else 1.0 - gray
     lighter, darker = (np.clip(ink - _paper_above(ink), 0, 1)[mh : h - mh, mw : w - mw] for ink in (small, 1.0 - small))
-    strong = 0.5 * max(_quantile(lighter, 0.999), _quantile(darker, 0.999))
+    strong = 0.5 * max(quantile(lighter, 0.999), quantile(darker, 0.999))
     light = float(np.clip(lighter - strong, 0, None).sum())
     dark = float(np.clip(darker - strong, 0, None).sum())
     light_ink = light > 1.25 * dark or (dark <= 1.25 * light and border < 0.5)
@@ -366,9 +102,9 @@ def threshold(flat: np.ndarray) -> tuple[np.ndarray, float]:
     Otsu's threshold on the flattened image, but never inside the paper's noise (the ink of a thin
     pen on a large photo is too few pixels for Otsu alone). Refuses an image with no ink.
     """
-    s = _sample(flat, 512)
-    middle = _quantile(s, 0.5)
-    sigma = 1.4826 * _quantile(np.abs(s - middle), 0.5)  # the paper's noise (most pixels are paper)
+    s = sample(flat, 512)
+    middle = quantile(s, 0.5)
+    sigma = 1.4826 * quantile(np.abs(s - middle), 0.5)  # the paper's noise (most pixels are paper)
     peak = float(flat.max())
     floor = middle + max(NOISE_SIGMAS * sigma, MIN_CONTRAST / 2)
     if peak < MIN_CONTRAST:
@@ -450,14 +186,14 @@ def _without_lines(runs: tuple, shape: tuple[int, int]) -> tuple:
     H, W = shape
     rows, starts, ends = runs
     lines = _thin_lines(rows, starts, ends, H, W)
-    cols, top, bottom = _runs(_paint(shape, rows, starts, ends).T)
+    cols, top, bottom = mask_runs(paint(shape, rows, starts, ends).T)
     vertical = _thin_lines(cols, top, bottom, W, H)
     if not (lines.any() or vertical.any()):
         return runs
-    rest = _paint(shape, rows[~lines], starts[~lines], ends[~lines])
+    rest = paint(shape, rows[~lines], starts[~lines], ends[~lines])
     if vertical.any():
-        rest &= ~_paint((W, H), cols[vertical], top[vertical], bottom[vertical]).T
-    return _runs(rest) if rest.any() else runs  # (nothing but lines: keep them)
+        rest &= ~paint((W, H), cols[vertical], top[vertical], bottom[vertical]).T
+    return mask_runs(rest) if rest.any() else runs  # (nothing but lines: keep them)
 
 
 def _digit(runs: tuple, shape: tuple[int, int], weight: np.ndarray) -> np.ndarray:
@@ -494,7 +230,7 @@ def _digit(runs: tuple, shape: tuple[int, int], weight: np.ndarray) -> np.ndarra
                 box = [min(box[0], r0[i]), max(box[1], r1[i]), min(box[2], c0[i]), max(box[3], c1[i])]
                 changed = True
     sel = chosen[c["comp"]]
-    return _paint(shape, rows[sel], starts[sel], ends[sel])
+    return paint(shape, rows[sel], starts[sel], ends[sel])
 
 
 def drop_clutter(mask: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
@@ -507,12 +243,12 @@ def drop_clutter(mask: np.ndarray, strength: np.ndarray | None = None) -> np.nda
     """
     h, w = mask.shape
     k = max(1, -(-max(h, w) // LABEL_SIZE))
-    small = _or_pool(mask, k)
-    runs = _runs(small)
+    small = or_pool(mask, k)
+    runs = mask_runs(small)
     if len(runs[0]) == 0:
         raise CbirError(_NO_INK)
     runs = _without_lines(_without_strips_and_frames(runs, small.shape), small.shape)
-    weight = _sum_pool(mask if strength is None else np.where(mask, strength, 0), k)
+    weight = sum_pool(mask if strength is None else np.where(mask, strength, 0), k)
     keep = _digit(runs, small.shape, weight)
     if k > 1:
         keep = np.repeat(np.repeat(keep, k, axis=0), k, axis=1)[:h, :w]
@@ -529,13 +265,13 @@ def crop(flat: np.ndarray, keep: np.ndarray, level: float) -> np.ndarray:
     """
     rows, cols = np.nonzero(keep)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    near = _morph(keep, 1)[top:bottom, left:right] if min(keep.shape) > 2 else keep[top:bottom, left:right]
+    near = morph(keep, 1)[top:bottom, left:right] if min(keep.shape) > 2 else keep[top:bottom, left:right]
     box = flat[top:bottom, left:right]
     box = np.where(keep[top:bottom, left:right], box, np.minimum(box, level * 0.99))
     box = np.where(near, box / np.float32(level), 0).astype(np.float32)  # the threshold is now 1
     h, w = box.shape
     if max(h, w) > FINE:
-        fine = _or_pool(box, -(-max(h, w) // FINE))
+        fine = or_pool(box, -(-max(h, w) // FINE))
     else:
         scale = FINE / max(h, w)
         padded = np.pad(box, 1)  # bilinear sampling needs the paper around the ink
@@ -576,8 +312,8 @@ def normalise_stroke(fine: np.ndarray) -> np.ndarray:
     if radius == 0:
         return fine
     if radius > 0:
-        return _morph(np.pad(fine, radius), radius)
-    thinned = _morph(fine, radius)
+        return morph(np.pad(fine, radius), radius)
+    thinned = morph(fine, radius)
     return thinned if thinned.any() else fine
 
 
@@ -612,14 +348,9 @@ def centre_by_mass(small: np.ndarray) -> np.ndarray:
     return np.roll(canvas, (dy, dx), axis=(0, 1))
 
 
-def steps(gray: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """Every intermediate image of `normalize`, in order, as (step name, image) pairs."""
-    out: list[tuple[str, np.ndarray]] = [("gray", gray)]
-    _run(gray, out)
-    return out
+def run_steps(gray: np.ndarray, trace: list | None = None) -> np.ndarray:
+    """Every step, in order, on a grayscale image in [0, 1]; trace collects (step name, image) pairs."""
 
-
-def _run(gray: np.ndarray, trace: list | None = None) -> np.ndarray:
     def seen(name: str, image: np.ndarray) -> np.ndarray:
         if trace is not None:
             trace.append((name, image))
@@ -638,13 +369,3 @@ def _run(gray: np.ndarray, trace: list | None = None) -> np.ndarray:
     fine = seen("stroke normalised", normalise_stroke(fine))
     small = seen("fit 20x20", fit_20x20(fine))
     return seen("centred by mass", centre_by_mass(small))
-
-
-def normalize(gray: np.ndarray) -> np.ndarray:
-    """A grayscale image in [0, 1] -> 28x28 float32 in [0, 1], ink bright on black, like MNIST."""
-    return _run(gray)
-
-
-def load_digit(path: Path) -> np.ndarray:
-    """Read an image file and return it as an MNIST-like 28x28 float32 array in [0, 1]."""
-    return normalize(to_gray(open_image(path)))
