@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +105,9 @@ def _has_all(folder: Path) -> bool:
 
 def _download(spec: DatasetSpec, target: Path) -> None:
     """Fetch the four gzipped files into target, verifying each against its published md5."""
+    import urllib.error  # only when downloading: http.client alone costs every command's start-up 30 ms
+    import urllib.request
+
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -19,6 +19,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from typer import _click as click  # Typer 0.28 vendors Click (pyproject pins it)
 
+from cbir import encoders, sources
 from cbir.errors import CbirError
 from cbir.settings import ENV, Settings
 
@@ -33,8 +34,16 @@ QdrantUrl = Annotated[Optional[str], typer.Option("--qdrant-url", help=_help("Qd
 QdrantApiKey = Annotated[Optional[str], typer.Option("--qdrant-api-key", help=_help("API key for the Qdrant server.", "qdrant_api_key"), show_default=False)]
 Collection = Annotated[Optional[str], typer.Option("--collection", help=_help("Collection name (default: cbir-DATASET-ENCODER).", "collection"), show_default=False)]
 Model = Annotated[Optional[Path], typer.Option("--model", help=_help("A .keras model file; overrides --encoder's (default: the encoder's model trained under CBIR_HOME, else the packaged one).", "model"), show_default=False)]
-Dataset = Annotated[Optional[str], typer.Option("--dataset", help=_help("mnist, fashion-mnist or mnist-deformed (default: mnist).", "dataset"), show_default=False)]
-Encoder = Annotated[Optional[str], typer.Option("--encoder", "-e", help=_help("pixels, pca, dae or dae-umap (default: dae-umap).", "encoder"), show_default=False)]
+def _choices(names) -> str:
+    names = list(names)
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+
+
+# The registries say what there is (adding an encoder or a data source changes the help by itself).
+ENCODER_NAMES = tuple(encoders.names())
+DATASET_NAMES = sources.NAMES
+Dataset = Annotated[Optional[str], typer.Option("--dataset", help=_help(f"{_choices(DATASET_NAMES)} (default: mnist).", "dataset"), show_default=False)]
+Encoder = Annotated[Optional[str], typer.Option("--encoder", "-e", help=_help(f"{_choices(ENCODER_NAMES)} (default: {encoders.DEFAULT_ENCODER}).", "encoder"), show_default=False)]
 Wait = Annotated[Optional[float], typer.Option("--wait", help=_help("Seconds to wait for a store another process holds (default 30; 0 = fail at once).", "wait"), show_default=False)]
 
 

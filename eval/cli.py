@@ -102,30 +102,38 @@ def run_cmd(
 @app.command("compare")
 @opt.cli_errors
 def compare_cmd(
-    encoders: Annotated[str, typer.Option(help="Comma-separated encoder names.")] = "pixels,pca,dae,dae-umap",
+    encoders: Annotated[Optional[str], typer.Option(help=f"Comma-separated encoder names (default: every registered one: {', '.join(opt.ENCODER_NAMES)}).", show_default=False)] = None,
     queries: Annotated[str, typer.Option(help="How many test images to query with, or 'all'.")] = "1000",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the query sample.")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Index only the first N training images (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Write compare.json and compare.md into this folder.")] = None,
+    queries_dir: Annotated[Optional[Path], typer.Option("--queries-dir", help="With --collection: score with a labelled folder of queries.", show_default=False)] = None,
+    holdout: Annotated[Optional[float], typer.Option(help="With --collection: score with this held-out fraction of the folder (default 0.2).", show_default=False)] = None,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
     qdrant_url: opt.QdrantUrl = None,
     qdrant_api_key: opt.QdrantApiKey = None,
+    collection: Annotated[Optional[str], typer.Option("--collection", help="A folder collection: compare the encoders on its folder (each in NAME-ENCODER).", show_default=False)] = None,
     wait: opt.Wait = None,
 ) -> None:
-    """Ingest each encoder into its own collection (when needed), evaluate it, and print one table."""
+    """Ingest each encoder into its own collection (when needed), evaluate it, and print one table.
+
+    On a data set (default): cbir-DATASET-ENCODER collections, test-split queries. On a folder collection
+    (--collection NAME): the folder again, in NAME-ENCODER collections, with the encoders trained on it.
+    """
     from dataclasses import asdict
 
     from eval import compare
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, qdrant_url=qdrant_url,
-                            qdrant_api_key=qdrant_api_key, wait=wait)
-    names = [n.strip() for n in encoders.split(",") if n.strip()]
+                            qdrant_api_key=qdrant_api_key, wait=wait, collection=collection)
+    names = [n.strip() for n in encoders.split(",") if n.strip()] if encoders is not None else list(opt.ENCODER_NAMES)
     rows = compare.compare(settings, names, parse_queries(queries), seed, limit, progress=opt.progress_enabled(),
-                           log=lambda line: typer.echo(line, err=True))
+                           log=lambda line: typer.echo(line, err=True), queries_dir=queries_dir, holdout=holdout)
+    title = settings.collection_name if collection else settings.dataset
     if out is not None:
-        js, md = compare.write(rows, settings.dataset, out)
+        js, md = compare.write(rows, title, out)
         typer.echo(f"wrote {js} and {md}", err=True)
-    typer.echo(json.dumps([asdict(r) for r in rows]) if as_json else compare.markdown(rows, settings.dataset).rstrip())
+    typer.echo(json.dumps([asdict(r) for r in rows]) if as_json else compare.markdown(rows, title).rstrip())

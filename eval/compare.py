@@ -76,15 +76,18 @@ def _timings(settings: Settings, encoder, images: np.ndarray) -> tuple[float, fl
 
 
 def compare(settings: Settings, names: list[str], n_queries: int | None, seed: int = 0, limit: int | None = None,
-            progress: bool = True, log=lambda line: None) -> list[CompareRow]:
-    """Ingest (when needed) and evaluate each named encoder on settings.dataset."""
-    if settings.collection is not None:
-        raise CbirError("compare uses one collection per encoder (cbir-DATASET-ENCODER); drop --collection / CBIR_COLLECTION")
+            progress: bool = True, log=lambda line: None, queries_dir: Path | None = None,
+            holdout: float | None = None) -> list[CompareRow]:
+    """Ingest (when needed) and evaluate each named encoder: on settings.dataset, or on a folder collection's folder."""
     if settings.model is not None:
         raise CbirError("compare picks each encoder's model itself; drop --model / CBIR_MODEL")
     names = [encoders.spec(n).name for n in names]
     if not names:
         raise CbirError("no encoders to compare; pass --encoders NAME,NAME")
+    if settings.collection is not None:
+        return compare_on_folder(settings, names, seed, progress, log, queries_dir, holdout)
+    if queries_dir is not None or holdout is not None:
+        raise CbirError("--queries-dir and --holdout compare encoders on a folder collection: add --collection NAME")
     from cbir.sources import queries_from
 
     test = datasets.load(queries_from(settings.dataset), "test", settings.data_dir, settings.cache_dir)
@@ -94,19 +97,62 @@ def compare(settings: Settings, names: list[str], n_queries: int | None, seed: i
         encoder = encoders.load_encoder(s)
         ingested = ensure_ingested(s, encoder, limit, progress)
         result = evaluate(s, encoder, n_queries, seed, progress=progress)
-        per_image, p50 = _timings(s, encoder, test.images[:1000])
-        summary = result.summary()
-        rows.append(CompareRow(name, encoder.model_id, s.collection_name, encoder.dim, summary["lrap"], summary["p@10"],
-                               summary["map@100"], round(per_image, 1), round(p50, 2), encoder.dim * 4,
-                               summary["n_queries"], summary["database_size"], ingested))
-        log(f"{name}: LRAP {summary['lrap']:.4f}  P@10 {summary['p@10']:.4f}  mAP@100 {summary['map@100']:.4f}")
+        rows.append(_row(name, encoder, s, result, _timings(s, encoder, test.images[:1000]), ingested, log))
     return rows
+
+
+def compare_on_folder(settings: Settings, names: list[str], seed: int, progress: bool, log,
+                      queries_dir: Path | None, holdout: float | None) -> list[CompareRow]:
+    """Each encoder's own collection of the folder that --collection was built from, NAME-ENCODER, with the
+    encoder the folder trained (else the packaged MNIST one); scored with --queries-dir or --holdout (default 0.2)."""
+    from cbir.encoder import Encoder
+    from cbir.encoders import FOLDER, resolve_model_path
+    from cbir.sources.folder import FolderSource
+    from cbir.store import open_backend
+    from eval.queries import from_folder
+    from ingest.pipeline import ingest
+
+    backend = open_backend(settings)
+    try:
+        meta = backend.meta(settings.collection_name)
+    finally:
+        backend.close()
+    if meta is None or meta.source.get("kind") != "folder":
+        raise CbirError(f"eval compare --collection needs a collection built from a folder (`ingest run --images DIR "
+                        f"--collection NAME`); {settings.collection_name!r} is {'missing' if meta is None else 'not one'}")
+    root = meta.source["root"]
+    queries = from_folder(Path(queries_dir), log=log) if queries_dir is not None else None
+    rows = []
+    for name in names:
+        model = resolve_model_path(settings.but(dataset=FOLDER, encoder=name, model=None))
+        s = settings.but(dataset=FOLDER, encoder=name, model=model, images=root,
+                         collection=f"{settings.collection_name}-{name}")
+        encoder = Encoder(model, name=name)
+        source = FolderSource(root, s.collection_name)
+        try:
+            report = ingest(s, encoder, source, progress=progress)
+        except CollectionIncompatible:
+            report = ingest(s, encoder, source, recreate=True, progress=progress)
+        result = evaluate(s, encoder, seed=seed, progress=progress, queries=queries,
+                          holdout=None if queries is not None else (holdout or 0.2))
+        sample, _ = source.load(source.point_ids()[:1000])
+        rows.append(_row(name, encoder, s, result, _timings(s, encoder, sample), report.points > 0, log))
+    return rows
+
+
+def _row(name: str, encoder, settings: Settings, result, timings, ingested: bool, log) -> CompareRow:
+    summary = result.summary()
+    per_image, p50 = timings
+    log(f"{name}: LRAP {summary['lrap']:.4f}  P@10 {summary['p@10']:.4f}  mAP@100 {summary['map@100']:.4f}")
+    return CompareRow(name, encoder.model_id, settings.collection_name, encoder.dim, summary["lrap"], summary["p@10"],
+                      summary["map@100"], round(per_image, 1), round(p50, 2), encoder.dim * 4,
+                      summary["n_queries"], summary["database_size"], ingested)
 
 
 def markdown(rows: list[CompareRow], dataset: str) -> str:
     """The comparison as one Markdown table."""
     lines = [
-        f"Encoders on {dataset}: {rows[0].n_queries} test queries against {rows[0].database_size} training images, "
+        f"Encoders on {dataset}: {rows[0].n_queries} queries against {rows[0].database_size} indexed images, "
         "full ranking, score = -Euclidean distance." if rows else f"No encoders compared on {dataset}.",
         "",
         "| encoder | LRAP | P@10 | mAP@100 | encode µs/image | query p50 ms | vector |",

@@ -81,7 +81,7 @@ def from_folder(folder: Path, strict: bool = False, log=lambda line: None) -> Qu
     images, payloads = source.load(source.point_ids()[[i for i, e in enumerate(source.entries) if e.label is not None]])
     if source.failed:
         log(f"skipped {len(source.failed)} query file(s) that could not be read, e.g. {source.failed[0]}")
-    floats = images.astype(np.float32) / 255.0
+    floats = images.astype(np.float32)
     return Queries(np.array([p["label"] for p in payloads], dtype=object), images, None, [p["path"] for p in payloads],
                    f"{len(payloads)} images of {source.root}", image_of=lambda j: floats[j])
 

@@ -22,7 +22,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query instead of a table.")] = False,
     grid: Annotated[Optional[Path], typer.Option(help="Also write a picture of queries and results (PNG).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search the images in subfolders of the folders given too.")] = False,
-    point_ids: Annotated[Optional[list[int]], typer.Option("--id", help="Use a stored point as the query (repeatable): its nearest neighbours, not itself.", show_default=False)] = None,
+    point_ids: Annotated[Optional[list[str]], typer.Option("--id", help="Use a stored point as the query (repeatable): its nearest neighbours, not itself.", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
@@ -52,7 +52,7 @@ def search(
         from search.query import search_ids
 
         n_queries = len(point_ids)
-        results = iter(search_ids(settings, point_ids, top_k, label))
+        results = iter(search_ids(settings, [int(p) if p.isdigit() else p for p in point_ids], top_k, label))
     else:
         found = collect(images or [], recursive)
         if not found.files:

@@ -10,11 +10,11 @@ from cbir.settings import Settings
 from search.query import QueryResult
 
 
-def result_images(settings: Settings, point_ids: np.ndarray) -> list[np.ndarray]:
-    """The stored images behind point ids, read back from their data sets."""
+def result_images(settings: Settings, point_ids, payloads=None) -> list[np.ndarray]:
+    """The stored images behind points: from their data sets, or a folder collection's files."""
     from search.stored import StoredImages
 
-    return StoredImages(settings).images(point_ids)
+    return StoredImages(settings).images(point_ids, payloads)
 
 
 MAX_CELLS = 2_500  # about 44 megapixels (130 MB as RGB): beyond this nobody looks, and memory runs out
@@ -28,6 +28,10 @@ def check_grid_size(n_queries: int, top_k: int) -> None:
                         f"{MAX_CELLS}); use fewer queries or a smaller --top-k for the picture")
 
 
+def _point(text: str):
+    return int(text) if text.isdigit() else text
+
+
 def grid_image(settings: Settings, results: list[QueryResult]):
     """One row per query, labelled with its file name: the query as the model sees it, then its hits."""
     from pathlib import Path
@@ -36,7 +40,8 @@ def grid_image(settings: Settings, results: list[QueryResult]):
     if not shown:
         raise CbirError("--grid: no query could be searched, so there is nothing to draw")
     check_grid_size(len(shown), max(len(r.hits.ids) for r in shown))
-    images = result_images(settings, np.concatenate([r.hits.ids for r in shown]))
+    images = result_images(settings, np.concatenate([r.hits.ids for r in shown]),
+                           [p for r in shown for p in (r.hits.payloads or [{}] * len(r.hits.ids))])
     rows, at = [], 0
     for res in shown:
         name = Path(res.query).name if not res.query.startswith("id ") else res.query
@@ -44,7 +49,7 @@ def grid_image(settings: Settings, results: list[QueryResult]):
         caption = name + (f"\nmatch: {res.match}" if res.match else "")
         query_image = res.digit
         if query_image is None:  # a stored point as the query (--id): its own image
-            query_image = result_images(settings, np.array([int(res.query.split()[1])]))[0]
+            query_image = result_images(settings, [_point(res.query.split(maxsplit=1)[1])])[0]
         row = [(query_image, caption)]
         rows_out = res.as_dict()["results"]
         for row_data, image in zip(rows_out, images[at : at + len(rows_out)]):

@@ -32,9 +32,10 @@ class StoredImages:
 
     def image(self, point_id, payload: dict | None = None, meta=None) -> np.ndarray:
         """The image of one point (payload and meta help for points that are files)."""
-        meta = meta or self.meta
-        if payload and payload.get("path") and meta is not None and meta.source.get("kind") == "folder":
-            return self._file(meta.source["root"], payload["path"])
+        if payload and payload.get("path"):
+            meta = meta or self._collection_meta()
+            if meta is not None and meta.source.get("kind") == "folder":
+                return self._file(meta.source["root"], payload["path"])
         try:
             name, split, index = ids.decode(int(point_id))
         except (ValueError, TypeError) as exc:
@@ -47,6 +48,18 @@ class StoredImages:
                     self.settings.data_dir, self.settings.cache_dir)
             return source.image(index).astype(np.float32) / 255.0
         return self._split(name, split).images[index].astype(np.float32) / 255.0
+
+    def _collection_meta(self):
+        """The settings' collection's record (a folder collection's root is in it), read once."""
+        if self.meta is None:
+            from cbir.store import open_backend
+
+            backend = open_backend(self.settings)
+            try:
+                self.meta = backend.meta(self.settings.collection_name)
+            finally:
+                backend.close()
+        return self.meta
 
     def _file(self, root: str, rel: str) -> np.ndarray:
         from pathlib import Path

@@ -29,7 +29,7 @@ def test_eval_equals_brute_force_numpy_and_scikit_learn(edge_settings, tiny_enco
     train = datasets.load_split("mnist", "train", mnist_dir)
     test = datasets.load_split("mnist", "test", mnist_dir)
     idx = np.random.default_rng(0).choice(10000, 120, replace=False)
-    assert report.query_indices.tolist() == idx.tolist()
+    assert report.queries.names == [f"test #{i}" for i in idx]
     db = tiny_encoder.encode(train.images[:N_DB]).astype(np.float64)
     q = tiny_encoder.encode(test.images[idx]).astype(np.float64)
     dist = np.sqrt(((q[:, None, :] - db[None, :, :]) ** 2).sum(-1))

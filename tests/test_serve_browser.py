@@ -61,7 +61,10 @@ def server(browser_paths, tmp_path_factory, mnist_dir):
 
     home = tmp_path_factory.mktemp("serve-browser-home")
     settings = Settings(home=home, data_dir=mnist_dir)
-    ingest(settings, load_encoder(settings), limit=None if os.environ.get("CBIR_SCREENSHOT") else 2000, progress=False)
+    from cbir.sources import source_for
+
+    first = None if os.environ.get("CBIR_SCREENSHOT") else 2000
+    ingest(settings, load_encoder(settings), source_for(settings, first=first), progress=False)
 
     logs = tmp_path_factory.mktemp("serve-browser-logs")
     out, err = logs / "stdout.txt", logs / "stderr.txt"

@@ -16,6 +16,7 @@ LABEL_SIZE = 256  # connected components are found on the ink mask reduced to at
 FINE = 8 * BOX  # the stroke is normalised with the digit drawn 8x its final size
 STROKE_RANGE = (2.15, 3.8)  # MNIST's pen: its 25th and 90th percentile stroke widths (test set), in 20x20-box pixels
 NOISE_SIGMAS = 5.0  # ink must stand out of the paper's noise by this many standard deviations
+TINY = 32  # pictures smaller than this on their longer side are clean drawings (no noise estimate)
 MIN_CONTRAST = 0.1  # ... and by at least this much (in [0, 1]) for anything to count as ink
 
 _NO_INK = "no ink found: the image is blank (one colour); draw a digit on a plain background"
@@ -103,10 +104,15 @@ def threshold(flat: np.ndarray) -> tuple[np.ndarray, float]:
     pen on a large photo is too few pixels for Otsu alone). Refuses an image with no ink.
     """
     s = sample(flat, 512)
-    middle = quantile(s, 0.5)
-    sigma = 1.4826 * quantile(np.abs(s - middle), 0.5)  # the paper's noise (most pixels are paper)
     peak = float(flat.max())
-    floor = middle + max(NOISE_SIGMAS * sigma, MIN_CONTRAST / 2)
+    if max(flat.shape) < TINY:
+        # A tiny picture (an icon, a data set's 8x8 digit) is a clean drawing that the ink may mostly
+        # fill: its median is no estimate of the paper, and it has no camera noise to rise above.
+        floor = quantile(s, 0.1) + MIN_CONTRAST / 2
+    else:
+        middle = quantile(s, 0.5)
+        sigma = 1.4826 * quantile(np.abs(s - middle), 0.5)  # the paper's noise (most pixels are paper)
+        floor = middle + max(NOISE_SIGMAS * sigma, MIN_CONTRAST / 2)
     if peak < MIN_CONTRAST:
         raise CbirError(_NO_INK)
     if peak < floor:
@@ -364,7 +370,8 @@ def run_steps(gray: np.ndarray, trace: list | None = None) -> np.ndarray:
     flat = seen("background removed", remove_background(ink))
     mask, level = threshold(flat)
     seen("threshold", mask)
-    keep = seen("clutter dropped", drop_clutter(mask, flat - level))
+    # A tiny picture is a clean drawing: its strokes may run edge to edge, which in a photo would be a strip.
+    keep = seen("clutter dropped", mask if max(mask.shape) < TINY else drop_clutter(mask, flat - level))
     fine = seen("crop", crop(flat, keep, level))
     fine = seen("stroke normalised", normalise_stroke(fine))
     small = seen("fit 20x20", fit_20x20(fine))

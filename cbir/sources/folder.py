@@ -83,7 +83,11 @@ def file_sha256(path: Path) -> str:
 
 
 def _load(path: str) -> tuple[np.ndarray | None, str | None, str | None]:
-    """(28x28 image as uint8, content hash, error) of one file; runs in worker processes too."""
+    """(28x28 float32 image, content hash, error) of one file; runs in worker processes too.
+
+    The image is kept as the float the query path makes (not rounded to bytes): a file and a
+    query of the same file get the very same vector.
+    """
     from cbir import preprocess
 
     try:
@@ -93,7 +97,7 @@ def _load(path: str) -> tuple[np.ndarray | None, str | None, str | None]:
         return None, None, str(exc)
     except OSError as exc:
         return None, None, f"{path}: {exc.strerror or exc}"
-    return np.round(image * 255).astype(np.uint8), digest, None
+    return image.astype(np.float32), digest, None
 
 
 @dataclass
@@ -193,7 +197,7 @@ class FolderSource:
             images.append(image)
             payloads.append({"path": entry.rel, "label": entry.label, "size": entry.size,
                              "mtime_ns": entry.mtime_ns, "sha256": digest, "dataset": "folder"})
-        return (np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)), payloads
+        return (np.stack(images) if images else np.zeros((0, 28, 28), np.float32)), payloads
 
     def held_out(self, n: int = 1000, seed: int = 0):
         return None  # calibrated leave-one-out on the collection's own points (see ingest.pipeline.calibrate)

@@ -155,15 +155,20 @@ class _Shard:
                 pass
 
 
+def plain_id(value):
+    """A point id as cbir uses it: an int, or a UUID as text."""
+    return value if isinstance(value, int) else str(value)
+
+
 def hits_of(points, fields) -> Hits:
-    ids = np.array([p.id for p in points])
+    ids = np.array([plain_id(p.id) for p in points], dtype=object if points and not isinstance(points[0].id, int) else None)
     dists = np.fromiter((p.score for p in points), dtype=np.float32, count=len(points))
     payloads = [dict(p.payload or {}) for p in points] if fields else None
     return Hits(ids, dists, payloads)
 
 
 def points_of(records, with_vectors, fields, sort: bool = True) -> Points:
-    ids = np.array([r.id for r in records])
+    ids = np.array([plain_id(r.id) for r in records], dtype=object if records and not isinstance(records[0].id, int) else None)
     order = np.argsort(ids, kind="stable") if sort and len(ids) else np.arange(len(ids))
     vectors = None
     if with_vectors:

@@ -97,7 +97,9 @@ class Connection:
 
 
 def _hits(points, fields) -> Hits:
-    ids = np.array([p.id for p in points])
+    from cbir.store.edge import plain_id
+
+    ids = np.array([plain_id(p.id) for p in points], dtype=object if points and not isinstance(points[0].id, int) else None)
     dists = np.fromiter((p.score for p in points), dtype=np.float32, count=len(points))
     payloads = [dict(p.payload or {}) for p in points] if fields else None
     return Hits(ids, dists, payloads)
