@@ -163,12 +163,13 @@ def calibrate(build, encoder: Encoder, source, n: int = 1000, seed: int = 0) -> 
         images, what = held
         distances = [h.distances[0] for h in build.query_batch(encoder.encode(images), 1, fields=()) if len(h.distances)]
         return match.calibrate(np.asarray(distances), what)
-    points = build.points(with_vectors=True, fields=())
-    if len(points) < 3:
+    every = build.points(with_vectors=False, fields=()).ids
+    if len(every) < 3:
         return {}
-    pick = np.random.default_rng(seed).choice(len(points), min(n, len(points)), replace=False)
+    pick = every[np.sort(np.random.default_rng(seed).choice(len(every), min(n, len(every)), replace=False))]
+    points = build.retrieve(pick.tolist(), with_vectors=True, fields=())  # only the sample's vectors
     distances = []
-    for pid, hits in zip(points.ids[pick], build.query_batch(points.vectors[pick], 2, fields=())):
+    for pid, hits in zip(points.ids, build.query_batch(points.vectors, 2, fields=())):
         others = [d for i, d in zip(hits.ids, hits.distances) if i != pid]
         if others:
             distances.append(others[0])
@@ -212,6 +213,8 @@ def ingest(
                                     current.points, unchanged=work.unchanged)
             return _write(settings, session, backend, encoder, source, work, current, batch_size, progress, log)
     finally:
+        if hasattr(source, "close"):
+            source.close()  # a folder's decoding workers
         if owned:
             backend.close()
 

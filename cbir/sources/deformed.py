@@ -79,6 +79,9 @@ class DeformedSource:
                      "fp": fp} for i, lab, src in zip(index, labels, source)]
         return images, payloads
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def held_out(self, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, str] | None:
         test = datasets.load("mnist", "test", self.data_dir, self.cache_dir)
         pick = np.random.default_rng(seed).choice(len(test), min(n, len(test)), replace=False)

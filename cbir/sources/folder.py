@@ -182,11 +182,8 @@ class FolderSource:
         by_id = self._by_id()
         entries = [by_id[pid] for pid in point_ids]
         paths = [str(self.root / e.rel) for e in entries]
-        if len(paths) >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
-            with ProcessPoolExecutor(min(os.cpu_count() or 1, 8)) as pool:
-                loaded = list(pool.map(_load, paths, chunksize=64))
-        else:
-            loaded = [_load(p) for p in paths]
+        pool = self._workers()
+        loaded = list(pool.map(_load, paths, chunksize=max(1, len(paths) // (4 * self._n_workers)))) if pool else [_load(p) for p in paths]
         images, payloads = [], []
         for pid, entry, (image, digest, error) in zip(point_ids, entries, loaded):
             if error is not None:
@@ -198,6 +195,18 @@ class FolderSource:
             payloads.append({"path": entry.rel, "label": entry.label, "size": entry.size,
                              "mtime_ns": entry.mtime_ns, "sha256": digest, "dataset": "folder"})
         return (np.stack(images) if images else np.zeros((0, 28, 28), np.float32)), payloads
+
+    def _workers(self):
+        """Worker processes that decode files on every core, for folders big enough to pay for starting them."""
+        if getattr(self, "_pool", None) is None and len(self.entries) >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
+            self._n_workers = min(os.cpu_count() or 1, 8)
+            self._pool = ProcessPoolExecutor(self._n_workers)
+        return getattr(self, "_pool", None)
+
+    def close(self) -> None:
+        pool, self._pool = getattr(self, "_pool", None), None
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
     def held_out(self, n: int = 1000, seed: int = 0):
         return None  # calibrated leave-one-out on the collection's own points (see ingest.pipeline.calibrate)

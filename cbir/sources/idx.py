@@ -77,6 +77,9 @@ class IdxSource:
                      "fp": fp} for i in index]
         return self.data.images[index], payloads
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def held_out(self, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, str] | None:
         """Images of the same kind that are not in the collection, to calibrate the match signal with."""
         if self.split != "train":
