@@ -173,3 +173,16 @@ class OneLineCommand(TyperCommand):
 def progress_enabled(quiet: bool = False) -> bool:
     """Show progress bars only to a person at a terminal, and not with --quiet."""
     return not quiet and sys.stderr.isatty()
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from cbir import __version__
+
+        typer.echo(f"cbir {__version__}")
+        raise typer.Exit(0)
+
+
+Version = Annotated[Optional[bool], typer.Option("--version", help="Show cbir's version and exit.", callback=_show_version,
+                                                 is_eager=True, show_default=False)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]

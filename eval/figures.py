@@ -33,6 +33,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _ylim(values, pad: float = 0.15) -> tuple[float, float]:
+    """An axis that shows the variation (a 0-1 axis makes every curve above 0.9 look flat)."""
+    values = [v for v in values if np.isfinite(v)]
+    lo, hi = min(values), max(values)
+    span = max(hi - lo, 0.02)
+    return max(0.0, lo - pad * span), min(1.0 + pad * span / 2, hi + pad * span)
+
+
 def per_class_bars(report: EvalReport, path: Path) -> Path:
     """Per-class LRAP as bars, with the mean as a line."""
     plt = _pyplot()
@@ -56,20 +64,30 @@ def precision_at_k(report: EvalReport, path: Path) -> Path:
     for mark in (1, 10, 100, 1000):
         if mark <= len(curve):
             ax.annotate(f"{curve[mark - 1]:.3f}", (mark, curve[mark - 1]), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-    ax.set(xscale="log", xlabel="k (results read)", ylabel="precision@k", ylim=(0, 1.05), title="Precision at k")
+    ax.set(xscale="log", xlabel="k (results read)", ylabel="precision@k (axis not from 0)", ylim=_ylim(curve),
+           title="Precision at k")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
-def lrap_by_size(report: EvalReport, path: Path) -> Path:
-    """LRAP against the number of database images indexed (nested random subsets)."""
+def lrap_by_size(report: EvalReport, path: Path, others: dict[str, dict[int, float]] | None = None) -> Path:
+    """LRAP against the number of database images indexed (nested random subsets), beside other encoders' curves
+    when they were measured (the tutorial's figure compares the autoencoder with raw pixels)."""
     plt = _pyplot()
-    sizes = sorted(report.size_curve)
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot(sizes, [report.size_curve[s] for s in sizes], marker="o", color="#4c72b0")
-    ax.set(xscale="log", xlabel="database images indexed (nested random subsets)", ylabel="LRAP", ylim=(0, 1.05),
+    curves = {f"{report.encoder} (this report)" if report.encoder else "this report": report.size_curve, **(others or {})}
+    colours = iter(["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"])
+    every = []
+    for name, curve in curves.items():
+        sizes = sorted(curve)
+        every += [curve[s] for s in sizes]
+        ax.plot(sizes, [curve[s] for s in sizes], marker="o", color=next(colours), label=name)
+    ax.set(xscale="log", xlabel="database images indexed (nested random subsets)", ylabel="LRAP (axis not from 0)",
+           ylim=_ylim(every),
            title=f"LRAP against database size ({report.dataset}, first {min(len(report.lrap), SIZE_CURVE_QUERIES)} queries)")
     ax.grid(alpha=0.3)
+    if len(curves) > 1:
+        ax.legend(loc="lower left", fontsize=8)
     return _save(fig, path)
 
 
@@ -141,12 +159,19 @@ def _label(report: EvalReport, label) -> str:
     return text if len(text) <= 16 else text[:15] + "."
 
 
-def write_all(report: EvalReport, out_dir: Path, settings) -> dict[str, Path]:
-    """Every picture under out_dir; returns {title: path}."""
-    return {
-        "LRAP per class": per_class_bars(report, out_dir / "per_class_lrap.png"),
-        "Precision at k, k = 1..1000": precision_at_k(report, out_dir / "precision_at_k.png"),
-        "LRAP against database size": lrap_by_size(report, out_dir / "lrap_by_database_size.png"),
-        "2-D map of the test embeddings": embedding_map(report, out_dir / "embedding_map.png"),
-        "Queries and their top-10 results (first four of the sample, then the four hardest)": results_grid(report, out_dir / "top10_results.png", settings),
-    }
+def write_all(report: EvalReport, out_dir: Path, settings, others: dict | None = None,
+              progress=lambda line: None) -> dict[str, Path]:
+    """Every picture under out_dir; returns {title: path}. progress(line) hears of each as it starts."""
+    pictures = (
+        ("LRAP per class", lambda: per_class_bars(report, out_dir / "per_class_lrap.png")),
+        ("Precision at k, k = 1..1000", lambda: precision_at_k(report, out_dir / "precision_at_k.png")),
+        ("LRAP against database size", lambda: lrap_by_size(report, out_dir / "lrap_by_database_size.png", others)),
+        ("2-D map of the query embeddings", lambda: embedding_map(report, out_dir / "embedding_map.png")),
+        ("Queries and their top-10 results (first four of the sample, then the four hardest)",
+         lambda: results_grid(report, out_dir / "top10_results.png", settings)),
+    )
+    out = {}
+    for n, (title, draw) in enumerate(pictures, 1):
+        progress(f"picture {n}/{len(pictures)}: {title} ...")
+        out[title] = draw()
+    return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from cbir import __version__
 from cbir.encoder import Encoder
 from cbir.errors import CbirError
 from cbir.settings import Settings
@@ -49,6 +50,7 @@ class EvalReport:
     size_curve: dict[int, float] = field(default_factory=dict)  # database size -> LRAP
     class_names: dict = field(default_factory=dict)  # label -> name, for data sets whose labels stand for names
     point_image: object = None  # (point id, payload) -> its stored 28x28 image, for the grid
+    encoder: str = ""
 
     @property
     def query_labels(self) -> np.ndarray:
@@ -71,6 +73,8 @@ class EvalReport:
             "dataset": self.dataset,
             "collection": self.collection,
             "model_id": self.model_id,
+            "encoder": self.encoder,
+            "cbir_version": __version__,
             "queries": self.queries.what,
             "n_queries": int(len(self.lrap)),
             "n_skipped": int(self.n_skipped),
@@ -206,4 +210,5 @@ def evaluate(settings: Settings, encoder: Encoder, n_queries: int | None = 1000,
     return EvalReport(settings.dataset, settings.collection_name, encoder.model_id, len(db_ids), queries,
                       out[:, 0], out[:, 1], out[:, 2], seconds, n_skipped,
                       codes=codes, top_ids=db_ids[top_pos], top_labels=db_labels[top_pos], top_payloads=top_payloads,
-                      hits_at=hits_at, size_curve=size_curve, class_names=names, point_image=stored.image)
+                      hits_at=hits_at, size_curve=size_curve, class_names=names, point_image=stored.image,
+                      encoder=encoder.name)

@@ -16,7 +16,7 @@ app = typer.Typer(help="Fit an encoder and ingest a data set into Qdrant.", no_a
 
 
 @app.callback()
-def _group() -> None:
+def _group(version: opt.Version = None) -> None:
     """Fit an encoder and ingest a data set into Qdrant."""
 
 
@@ -69,6 +69,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Where to write the .keras file (default: a new version under CBIR_HOME/models/DATASET/ENCODER/, made current).")] = None,
     images: Images = None,
     collection: opt.Collection = None,
+    quiet: opt.Quiet = False,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
@@ -84,11 +85,44 @@ def train(
     settings, source = _folder(settings, images)
     config = _config(settings, source, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      optimizer=optimizer, seed=seed, train_size=train_size)
-    verbose = 1 if opt.progress_enabled() else 2
+    verbose = 1 if opt.progress_enabled(quiet) else 0
+    before = _current_model_id(settings) if out is None else None
     with quiet_tensorflow():
         path, prov = train_and_save(settings, config, out, verbose=verbose, source=source,
                                     log=lambda line: typer.echo(line, err=True))
     typer.echo(_summary(path, prov))
+    if before is not None and before != prov.get("model_id"):
+        for line in _rebuild_advice(settings, before, source):
+            typer.echo(line)
+
+
+def _current_model_id(settings) -> str | None:
+    """The id of the model commands use now for this encoder (trained or packaged), before a training replaces it."""
+    from cbir.encoders import resolve_model_path
+    from cbir.modelfiles import model_id
+
+    try:
+        return model_id(resolve_model_path(settings.but(model=None), fallback=False))
+    except CbirError:
+        return None
+
+
+def _rebuild_advice(settings, old_id: str, source) -> list[str]:
+    """What to run next: every collection the replaced model built, with the command that rebuilds it."""
+    from cbir import advice, catalog
+
+    try:
+        built = [c for c in catalog.collections(settings) if c.meta is not None and c.meta.model_id == old_id]
+    except CbirError:
+        return []
+    lines = []
+    for c in built:
+        extra = ("--limit", str(c.meta.first)) if c.meta.first else ()
+        target = settings.but(collection=c.name, dataset=c.meta.dataset,
+                              **({"images": c.meta.source["root"]} if c.meta.source.get("kind") == "folder" else {}))
+        lines.append(f"collection {c.name!r} was built by the previous model {old_id}; rebuild it with "
+                     f"{advice.command(target, 'ingest run --recreate', *extra)}")
+    return lines
 
 
 @app.command()
@@ -130,7 +164,7 @@ def run(
     log = lambda line: typer.echo(line, err=True)  # noqa: E731
     trained = None
     if train_first:
-        verbose = 1 if opt.progress_enabled() else 2
+        verbose = 1 if opt.progress_enabled() else 0
         with quiet_tensorflow():
             # A new version, not yet current: collections built by the old model keep answering meanwhile.
             trained, prov = train_and_save(settings, _config(settings, source, epochs=epochs, train_size=train_size),

@@ -35,6 +35,15 @@ def hints(settings: Settings, *extra: str) -> Hints:
                  rebuild=advice.command(settings, "ingest run --recreate", *extra))
 
 
+def meta_flags(meta: CollectionMeta) -> tuple[str, ...]:
+    """Flags a hint needs to rebuild this very collection: its part (--limit N) or its folder (--images DIR)."""
+    if meta.first:
+        return ("--limit", str(meta.first))
+    if meta.source.get("kind") == "deformed" and meta.source.get("size"):
+        return ("--size", str(meta.source["size"]))
+    return ()
+
+
 def _warn_plain_http_key(settings: Settings) -> None:
     url = settings.qdrant_url or ""
     if settings.qdrant_api_key and url.startswith("http://") and url not in _warned:
@@ -80,8 +89,8 @@ def reading(settings: Settings, expected: Expected | None = None, backend: Backe
             raise _with_partials(exc, backend, settings.collection_name) from exc
         try:
             if expected is not None:
-                check_compatible(reader.meta, expected, settings.collection_name,
-                                 backend.hints.rebuild, backend.hints.build)
+                h = hints(settings, *meta_flags(reader.meta))
+                check_compatible(reader.meta, expected, settings.collection_name, h.rebuild, h.build)
             yield reader
         finally:
             reader.close()

@@ -119,9 +119,13 @@ def check_compatible(meta: CollectionMeta | None, expected: Expected, name: str,
             f"{expected.dim}-d ones ({expected.encoder}); rebuild it with {rebuild} or use the model that built it"
         )
     if meta.model_id != expected.model_id:
+        from pathlib import Path
+
+        kept = meta.model_file and Path(meta.model_file).is_file()
+        other = f"pass `--model {meta.model_file}` (the model that built it)" if kept else "pass --model with the model that built it"
         raise CollectionIncompatible(
             f"collection {name!r} was built by model {meta.model_id} ({meta.encoder}), not the current model "
-            f"{expected.model_id} ({expected.encoder}); rebuild it with {rebuild} or pass --model with the model that built it"
+            f"{expected.model_id} ({expected.encoder}); rebuild it with {rebuild}, or {other}"
         )
     if meta.encoder_sha256 != expected.encoder_sha256:
         raise CollectionIncompatible(

@@ -64,6 +64,23 @@ class EncoderSpec:
         return replace(config, **given)
 
 
+def epoch_lines(log, what: str, epochs: int):
+    """A Keras callback that says, on stderr (through log), how each epoch went: progress for a long fit."""
+    import time
+
+    import keras
+
+    class EpochLines(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            losses = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if "loss" in k)
+            log(f"{what}: epoch {epoch + 1}/{epochs}, {losses} ({time.perf_counter() - self.started:.0f} s)")
+
+    return EpochLines()
+
+
 def image_input(name: str = "image"):
     import keras
 

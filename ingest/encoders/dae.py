@@ -16,7 +16,7 @@ import numpy as np
 
 from cbir.errors import CbirError
 from cbir.modelfiles import CODE_LAYER
-from ingest.encoders.base import EncoderSpec, FitContext, image_input, to_float
+from ingest.encoders.base import EncoderSpec, FitContext, epoch_lines, image_input, to_float
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,12 @@ def _optimizer(config: TrainConfig):
     return choices[config.optimizer](learning_rate=config.learning_rate)
 
 
-def train(images: np.ndarray, validation: np.ndarray | None, config: TrainConfig, verbose: int = 1):
-    """Train the denoiser on noisy -> clean pairs, seeded; returns (model, loss history, seconds)."""
+def train(images: np.ndarray, validation: np.ndarray | None, config: TrainConfig, verbose: int = 1,
+          log=lambda line: None):
+    """Train the denoiser on noisy -> clean pairs, seeded; returns (model, loss history, seconds).
+
+    verbose: 0 silent, 1 a line per epoch through log (stderr).
+    """
     import keras
 
     keras.utils.set_random_seed(config.seed)
@@ -84,13 +88,14 @@ def train(images: np.ndarray, validation: np.ndarray | None, config: TrainConfig
     model = build_autoencoder()
     model.compile(optimizer=_optimizer(config), loss="binary_crossentropy")
     start = time.perf_counter()
+    callbacks = [epoch_lines(log, "dae", config.epochs)] if verbose else []
     history = model.fit(noisy_train, x_train, epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
-                        validation_data=val, verbose=verbose)
+                        validation_data=val, verbose=0, callbacks=callbacks)
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}, time.perf_counter() - start
 
 
 def fit(images, context: FitContext):
-    model, history, seconds = train(images, context.validation, context.config, verbose=context.verbose)
+    model, history, seconds = train(images, context.validation, context.config, verbose=context.verbose, log=context.log)
     info = {"epochs_run": len(history.get("loss", [])), "final_loss": history["loss"][-1], "history": history,
             "train_seconds": round(seconds, 1)}
     if "val_loss" in history:

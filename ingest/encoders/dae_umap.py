@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ingest.encoders.base import EncoderSpec, FitContext, fitted_pca, frozen_dense, image_input, to_float
+from ingest.encoders.base import EncoderSpec, FitContext, epoch_lines, fitted_pca, frozen_dense, image_input, to_float
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,13 @@ def umap_targets(reduced: np.ndarray, config: ManifoldConfig, verbose: bool = Fa
     import umap
 
     warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded UMAP runs on one thread
-    embedding = umap.UMAP(n_components=config.dims, n_neighbors=config.n_neighbors, min_dist=config.min_dist,
-                          random_state=config.seed, verbose=verbose).fit_transform(reduced)
+    import contextlib
+    import sys
+
+    # UMAP says how its graph and its layout progress with print(): to stderr, where progress goes.
+    with contextlib.redirect_stdout(sys.stderr):
+        embedding = umap.UMAP(n_components=config.dims, n_neighbors=config.n_neighbors, min_dist=config.min_dist,
+                              random_state=config.seed, verbose=verbose).fit_transform(reduced)
     # One scale for all axes keeps the embedding's geometry (and so its rankings) intact.
     centred = embedding - embedding.mean(0)
     return (centred / np.sqrt((centred**2).mean())).astype(np.float32)
@@ -117,7 +122,8 @@ def with_local_part(network, pca, reduced: np.ndarray, config: ManifoldConfig):
     return keras.Model(inp, out, name="dae_umap_local")
 
 
-def fit_manifold(images: np.ndarray, dae, config: ManifoldConfig, verbose: int = 1) -> tuple[object, dict]:
+def fit_manifold(images: np.ndarray, dae, config: ManifoldConfig, verbose: int = 1,
+                 log=lambda line: None) -> tuple[object, dict]:
     """Fit dae-umap on unlabelled images, starting from a trained DAE; returns the model and what happened."""
     import keras
 
@@ -126,13 +132,18 @@ def fit_manifold(images: np.ndarray, dae, config: ManifoldConfig, verbose: int =
     features = graph_features(images, config)
     pca = graph_pca(features, config)
     reduced = pca.transform(features)
+    if verbose:
+        log(f"dae-umap: UMAP of {len(images)} images (the neighbour graph, then its layout) ...")
     targets = umap_targets(reduced, config, verbose=verbose == 1)
     umap_s = time.perf_counter() - t0
     network = build_manifold_network(dae, config)
     network.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
     t1 = time.perf_counter()
+    if verbose:
+        log(f"dae-umap: training the network to reproduce the embedding ({config.epochs} epochs)")
+    callbacks = [epoch_lines(log, "dae-umap", config.epochs)] if verbose else []
     history = network.fit(to_float(images), targets, epochs=config.epochs, batch_size=config.batch_size,
-                          shuffle=True, verbose=verbose)
+                          shuffle=True, verbose=0, callbacks=callbacks)
     if config.local_weight > 0:
         network = with_local_part(network, pca, reduced, config)
     return network, {
@@ -164,7 +175,7 @@ def fit(images, context: FitContext):
     from cbir.modelfiles import load_keras, model_id
 
     dae_path = context.base_model("dae")
-    network, info = fit_manifold(images, load_keras(dae_path), context.config, verbose=context.verbose)
+    network, info = fit_manifold(images, load_keras(dae_path), context.config, verbose=context.verbose, log=context.log)
     return network, {**info, "base_dae": {"file": str(dae_path), "model_id": model_id(dae_path)}}
 
 
