@@ -162,7 +162,7 @@ def calibrate(build, encoder: Encoder, source, n: int = 1000, seed: int = 0) -> 
     if held is not None:
         images, what = held
         distances = [h.distances[0] for h in build.query_batch(encoder.encode(images), 1, fields=()) if len(h.distances)]
-        return match.calibrate(np.asarray(distances), what)
+        return match.calibrate(np.asarray(distances), what, images)
     every = build.points(with_vectors=False, fields=()).ids
     if len(every) < 3:
         return {}
@@ -173,7 +173,8 @@ def calibrate(build, encoder: Encoder, source, n: int = 1000, seed: int = 0) -> 
         others = [d for i, d in zip(hits.ids, hits.distances) if i != pid]
         if others:
             distances.append(others[0])
-    return match.calibrate(np.asarray(distances), f"{len(distances)} of the collection's own images (leave-one-out)")
+    images, _ = source.load(pick, record_failures=False)  # their strokes (a file that fails now is left out)
+    return match.calibrate(np.asarray(distances), f"{len(distances)} of the collection's own images (leave-one-out)", images)
 
 
 def stored_manifest(session, fields) -> dict:

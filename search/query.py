@@ -101,8 +101,8 @@ def result_for(query: str, digit: np.ndarray | None, hits: Hits, reader: Reader,
     calibration = reader.meta.extra.get("calibration")
     nearest = float(hits.distances[0]) if len(hits.distances) and label is None else None  # a filtered nearest is no yardstick
     return QueryResult(query, digit, hits,
-                       match=match.level(nearest, calibration) if nearest is not None else None,
-                       score=match.score(nearest, calibration) if nearest is not None else None,
+                       match=match.level(nearest, calibration, digit) if nearest is not None else None,
+                       score=match.score(nearest, calibration, digit) if nearest is not None else None,
                        class_names=class_names(reader.meta.dataset))
 
 

@@ -153,3 +153,50 @@ def test_the_match_signal_is_calibrated_on_held_out_queries(calibrated, mnist_te
     assert levels[:-2].count("good") >= 34 and "none" not in levels[:-2]
     table = invoke(search_app, [str(grid)]).stdout.splitlines()
     assert table[1].startswith("match: none: no close match")
+
+
+def test_a_solid_shape_is_no_close_match_however_near_it_lands(calibrated, mnist_test, tmp_path):
+    """An encoder trained on digits places a photographed object next to some digit; its stroke gives it away."""
+    from PIL import ImageDraw
+
+    from cbir.settings import Settings
+    from cbir.store import open_backend
+
+    reader = open_backend(Settings.from_env()).reader("five")
+    calibration = reader.meta.extra["calibration"]
+    reader.close()
+    strokes = calibration["stroke_quantiles"]
+    assert len(strokes) == 201 and 1.5 < strokes[100] < 3.5  # MNIST's median pen, in 28x28 pixels
+    blobs = []
+    # Filled ellipses (a stone, an egg, a coin on a table), smaller than a quarter of the picture: a
+    # bigger one is taken for the paper's shading and hollowed (see cbir.preprocess.steps.remove_background).
+    for i, box in enumerate([(160, 150, 240, 250), (165, 165, 235, 235), (150, 175, 250, 225)]):
+        picture = Image.new("L", (400, 400), 235)
+        ImageDraw.Draw(picture).ellipse(box, fill=40)
+        blobs.append(tmp_path / f"blob{i}.png")
+        picture.save(blobs[-1])
+    digits = []
+    for i in range(2000, 2010):
+        digits.append(tmp_path / f"d{i}.png")
+        Image.fromarray(255 - mnist_test.images[i]).resize((140, 140)).save(digits[-1])
+    result = invoke(search_app, [*map(str, blobs + digits), "--json", "-k", "3"])
+    assert result.exit_code == 0, result.stderr
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["match"] for o in objects[:3]] == ["none"] * 3
+    assert all(o["score"] < 0.005 for o in objects[:3])
+    assert "none" not in [o["match"] for o in objects[3:]]
+
+
+def test_the_stroke_test_follows_the_collection(mnist_test):
+    """Where the collection's own images are solid (clothes), a solid query is not flagged for it."""
+    from cbir import match
+
+    blob = np.zeros((28, 28), np.float32)
+    blob[6:22, 8:20] = 1.0
+    thin = match.calibrate(np.linspace(1, 2, 100), "digits", mnist_test.images[:500])
+    solid = np.repeat(blob[None], 50, axis=0)
+    wide = match.calibrate(np.linspace(1, 2, 100), "solid things", solid)
+    assert match.level(1.2, thin, blob) == "none" and match.level(1.2, thin, mnist_test.images[900]) == "good"
+    assert match.level(1.2, wide, blob) == "good"
+    assert match.level(1.2, {"n": 100, "source": "old", "quantiles": thin["quantiles"]}, blob) == "good"  # no strokes kept: distance only
+    assert match.stroke(np.zeros((28, 28), np.float32)) == 0.0

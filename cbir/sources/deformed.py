@@ -63,7 +63,7 @@ class DeformedSource:
     def _index(self, point_ids) -> np.ndarray:
         return np.asarray(point_ids, dtype=np.int64) - int(ids.point_ids(NAME, "train", [0])[0])
 
-    def load(self, point_ids: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    def load(self, point_ids: np.ndarray, record_failures: bool = True) -> tuple[np.ndarray, list[dict]]:
         index = self._index(point_ids)
         # Batches from ingest are runs of consecutive items: made in one call.
         if len(index) and np.array_equal(index, np.arange(index[0], index[0] + len(index))):

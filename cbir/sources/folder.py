@@ -177,8 +177,8 @@ class FolderSource:
     def labels(self) -> list:
         return sorted({e.label for e in self.entries if e.label is not None})
 
-    def load(self, point_ids) -> tuple[np.ndarray, list[dict]]:
-        """Images and payloads of these files; a file that cannot be read is left out and noted in .failed."""
+    def load(self, point_ids, record_failures: bool = True) -> tuple[np.ndarray, list[dict]]:
+        """Images and payloads of these files; a file that cannot be read is left out (and noted in .failed)."""
         by_id = self._by_id()
         entries = [by_id[pid] for pid in point_ids]
         paths = [str(self.root / e.rel) for e in entries]
@@ -187,6 +187,8 @@ class FolderSource:
         images, payloads = [], []
         for pid, entry, (image, digest, error) in zip(point_ids, entries, loaded):
             if error is not None:
+                if not record_failures:
+                    continue
                 if self.strict:
                     raise CbirError(f"{error} (--strict: stopping; without it, unreadable files are skipped and counted)")
                 self.failed.append(error)

@@ -70,7 +70,7 @@ class IdxSource:
     def manifest(self) -> dict:
         return dict.fromkeys(self.point_ids().tolist(), self.fingerprint)
 
-    def load(self, point_ids: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    def load(self, point_ids: np.ndarray, record_failures: bool = True) -> tuple[np.ndarray, list[dict]]:
         index = np.asarray(point_ids, dtype=np.int64) - int(ids.point_ids(self.dataset, self.split, [0])[0])
         fp = self.fingerprint
         payloads = [{"label": int(self.data.labels[i]), "split": self.split, "index": int(i), "dataset": self.dataset,
