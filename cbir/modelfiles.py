@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cbir.errors import CbirError
-from cbir.safeio import read_json as read_json_file
+from cbir.safeio import file_sha256, read_json as read_json_file
 
 PACKAGED_DIR = Path(__file__).parent / "models"
 CODE_LAYER = "encoder"  # the seed autoencoder's code layer: its flattened output is the vector
@@ -45,15 +45,6 @@ def provenance_path(model_path: Path) -> Path:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_id(keras_path: Path) -> str:
@@ -206,6 +197,9 @@ def load_keras(path: Path):
 
     import cbir.layers  # noqa: F401  registers the custom layers saved models may hold
 
+    if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
+        raise CbirError(f"cannot load model {path}: not a .keras file (a .keras model is a zip archive); "
+                        "retrain it with `ingest train`")
     try:
         # safe_mode refuses lambda layers and other arbitrary code in a model file.
         return keras.models.load_model(path, compile=False, safe_mode=True)

@@ -28,12 +28,19 @@ def _help(text: str, setting: str) -> str:
     return f"{text} [env: {ENV[setting]}]"
 
 
-Home = Annotated[Optional[Path], typer.Option("--home", help=_help("Where models, the embedded store and downloads live.", "home"), show_default=False)]
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help=_help("Folder with the four IDX files (gzipped or not).", "data_dir"), show_default=False)]
+def path(value: str) -> Path:
+    """A path flag's value: `--home ""` would silently mean the current folder, so an empty one is refused."""
+    if not str(value).strip():
+        raise typer.BadParameter("an empty path; give a file or folder, or leave the option out")
+    return Path(value)
+
+
+Home = Annotated[Optional[Path], typer.Option("--home", parser=path, help=_help("Where models, the embedded store and downloads live.", "home"), show_default=False)]
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", parser=path, help=_help("Folder with the four IDX files (gzipped or not).", "data_dir"), show_default=False)]
 QdrantUrl = Annotated[Optional[str], typer.Option("--qdrant-url", help=_help("Qdrant server URL; unset = the embedded store.", "qdrant_url"), show_default=False)]
 QdrantApiKey = Annotated[Optional[str], typer.Option("--qdrant-api-key", help=_help("API key for the Qdrant server.", "qdrant_api_key"), show_default=False)]
 Collection = Annotated[Optional[str], typer.Option("--collection", help=_help("Collection name (default: cbir-DATASET-ENCODER).", "collection"), show_default=False)]
-Model = Annotated[Optional[Path], typer.Option("--model", help=_help("A .keras model file; overrides --encoder's (default: the encoder's model trained under CBIR_HOME, else the packaged one).", "model"), show_default=False)]
+Model = Annotated[Optional[Path], typer.Option("--model", parser=path, help=_help("A .keras model file; overrides --encoder's (default: the encoder's model trained under CBIR_HOME, else the packaged one).", "model"), show_default=False)]
 def _choices(names) -> str:
     names = list(names)
     return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)

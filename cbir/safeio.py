@@ -51,3 +51,14 @@ def read_json(path: Path, follow_links: bool = True):
         raise ValueError(f"{path} nests too deeply to be a cbir file") from exc
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path} is not UTF-8 text") from exc
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read a megabyte at a time (models, and the user's images for re-indexing)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -133,6 +133,10 @@ class Settings:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, absolute(value))
+        for name, what in (("home", "--home / CBIR_HOME"), ("data_dir", "--data-dir / CBIR_DATA_DIR")):
+            value = getattr(self, name)
+            if value is not None and value.exists() and not value.is_dir():
+                raise CbirError(f"{what}: {value} is a file, not a folder; give a folder")
         if self.qdrant_url is not None:
             check_url(self.qdrant_url)
         if self.collection is not None:

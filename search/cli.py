@@ -50,10 +50,10 @@ def search(
     if images and point_ids:
         raise CbirError("give query images or --id, not both")
     if point_ids:
-        from search.query import search_ids
+        from search.query import parse_point_id, search_ids
 
         n_queries = len(point_ids)
-        results = iter(search_ids(settings, [int(p) if p.isdigit() else p for p in point_ids], top_k, label))
+        results = iter(search_ids(settings, [parse_point_id(p) for p in point_ids], top_k, label))
     else:
         found = collect(images or [], recursive)
         if not found.files:

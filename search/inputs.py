@@ -25,7 +25,7 @@ class Inputs:
         """'skipped 2 subfolders (add --recursive to search them) and 3 files that are not images', or ''."""
         parts = []
         if self.skipped_folders:
-            parts.append(f"{self.skipped_folders} subfolder{'s' * (self.skipped_folders != 1)} (add --recursive to search them)")
+            parts.append(f"{self.skipped_folders} subfolder{'s' * (self.skipped_folders != 1)} (add --recursive to search {'them' if self.skipped_folders != 1 else 'it'})")
         if self.skipped_files:
             parts.append(f"{self.skipped_files} file{'s' * (self.skipped_files != 1)} that "
                          f"{'are' if self.skipped_files != 1 else 'is'} not {'images' if self.skipped_files != 1 else 'an image'}")

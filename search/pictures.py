@@ -20,11 +20,18 @@ def result_images(settings: Settings, point_ids, payloads=None) -> list[np.ndarr
 MAX_CELLS = 2_500  # about 44 megapixels (130 MB as RGB): beyond this nobody looks, and memory runs out
 
 
+MAX_ROW = 100  # results in one row: wider pictures (118 px a cell) are more than most viewers open
+
+
 def check_grid_size(n_queries: int, top_k: int) -> None:
     """Refuse a --grid picture too large to draw, before any work is done."""
+    if top_k > MAX_ROW:
+        raise CbirError(f"--grid draws at most {MAX_ROW} results a query (got --top-k {top_k}); "
+                        "use a smaller --top-k for the picture")
     cells = n_queries * (top_k + 1)
     if cells > MAX_CELLS:
-        raise CbirError(f"--grid would draw {n_queries} rows of {top_k + 1} pictures ({cells} cells, more than "
+        rows = f"{n_queries} row{'s' * (n_queries != 1)}"
+        raise CbirError(f"--grid would draw {rows} of {top_k + 1} pictures ({cells} cells, more than "
                         f"{MAX_CELLS}); use fewer queries or a smaller --top-k for the picture")
 
 

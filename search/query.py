@@ -173,8 +173,24 @@ def search_files(settings: Settings, paths: list[Path], top_k: int = 10, label=N
 
 
 def no_images_message(paths, found) -> str:
-    where = ", ".join(str(p) for p in paths) or "(no paths given)"
+    if not paths:
+        return "no query given: name image files or folders (or a stored point with --id ID); see `search --help`"
+    where = ", ".join(str(p) for p in paths)
     return f"{where}: holds no image files to search" + (f" ({found.skipped()})" if found.skipped() else "")
+
+
+def parse_point_id(text: str):
+    """A point id as given on the command line: a number (a data set's points) or a UUID (a folder's)."""
+    import uuid
+
+    text = text.strip()
+    if text.isdigit() and int(text) < 2**63:
+        return int(text)
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        shown = text[:40].encode("unicode_escape").decode()
+        raise CbirError(f"--id {shown!r} is not a point id: give a number or a UUID, as `search --json` shows them") from None
 
 
 def search_ids(settings: Settings, point_ids: list, top_k: int = 10, label=None, encoder: Encoder | None = None,

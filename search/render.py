@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from cbir.options import one_line
 from search.query import QueryResult
 
 MATCH_WORDS = {
@@ -21,7 +22,7 @@ def match_line(result: QueryResult) -> str | None:
 
 def table(result: QueryResult) -> str:
     """A plain-text table: rank, id, label (and class name or file), distance; the match signal above it."""
-    lines = [f"query: {result.query}"]
+    lines = [f"query: {one_line(str(result.query))}"]  # a newline in a file name must not split the table
     if result.error is not None:
         return "\n".join(lines + [f"error: {result.error}"])
     if match_line(result):

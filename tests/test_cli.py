@@ -85,7 +85,7 @@ def test_search_accepts_a_folder(ingested, digit_png):
     result = invoke(search_app, [str(digit_png.parent), "--json", "-k", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["query"] == str(digit_png)
-    assert result.stderr.strip() == "skipped 1 subfolder (add --recursive to search them)"  # the test's CBIR_HOME
+    assert result.stderr.strip() == "skipped 1 subfolder (add --recursive to search it)"  # the test's CBIR_HOME
 
 
 def test_eval_run_writes_json_and_markdown(ingested, tmp_path):
@@ -175,7 +175,7 @@ def test_run_with_train_first_rebuilds_the_collection(ingested, env, tiny_model,
 
 
 def test_search_never_imports_tensorflow_or_qdrant_client(ingested, digit_png, tiny_model):
-    """Nor UMAP, numba, scikit-learn or matplotlib: training and report tools stay off the query path."""
+    """Nor UMAP, numba, scikit-learn, matplotlib or the web stack: training, report and serving tools stay off the query path."""
     import os
     import subprocess
     import sys
@@ -185,7 +185,7 @@ def test_search_never_imports_tensorflow_or_qdrant_client(ingested, digit_png, t
         "from search.cli import main\n"
         f"sys.argv = ['search', {str(digit_png)!r}, '-k', '3']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'qdrant_client', 'umap', 'numba', 'sklearn', 'matplotlib'))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'qdrant_client', 'umap', 'numba', 'sklearn', 'matplotlib', 'fastapi', 'starlette', 'uvicorn'))\n"
         "print('HEAVY', heavy)\n"
     )
     env = {**os.environ, "CBIR_MODEL": str(tiny_model)}

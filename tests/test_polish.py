@@ -264,3 +264,18 @@ def test_installing_prints_no_setuptools_warnings_about_the_model_folders(tmp_pa
         pytest.skip("no package index to fetch setuptools from")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cbir.models" not in result.stdout + result.stderr and "Package would be ignored" not in result.stdout + result.stderr
+
+
+def test_the_editable_install_make_runs_prints_no_setuptools_warning(tmp_path):
+    """`make install` is `pip install -e`: with the packages side by side in the root it is one quiet .pth file."""
+    target = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "pip", "--python", str(target / "bin" / "python"), "install", "--no-deps",
+                             "-e", str(REPO)], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0 and "Could not find a version" in result.stdout + result.stderr:
+        pytest.skip("no package index to fetch setuptools from")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-2000:]
+    assert "Warning" not in output and "Please be careful" not in output, output[-2000:]
+    pth = list((target / "lib").glob("python*/site-packages/__editable__.cbir-*.pth"))
+    assert len(pth) == 1 and pth[0].read_text().strip() == str(REPO)

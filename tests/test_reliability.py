@@ -156,6 +156,17 @@ def test_missing_and_corrupt_model(ingested, digit_png, tmp_path):
     bad.write_bytes(b"PK\x03\x04 not really")
     bad.with_suffix(".tflite").write_bytes(os.urandom(256))
     one_line_error(invoke(search_app, [str(digit_png), "--model", str(bad)]), "cannot load")
+    # the advised `ingest export` on a file that is no .keras at all: not Keras' own "File not found"
+    line = one_line_error(invoke(ingest_app, ["export", "--model", str(bad)]), "cannot load model", "not a .keras file")
+    assert "not found" not in line.lower()
+
+
+@pytest.mark.parametrize("variable, what", [("CBIR_HOME", "--home / CBIR_HOME"), ("CBIR_DATA_DIR", "--data-dir / CBIR_DATA_DIR")])
+def test_a_file_where_a_folder_belongs_is_named_as_such(env, digit_png, tmp_path, monkeypatch, variable, what):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    monkeypatch.setenv(variable, str(afile))
+    one_line_error(invoke(search_app, [str(digit_png)]), f"{what}: {afile} is a file, not a folder")
 
 
 def test_unwritable_home(env, tiny_model, monkeypatch):
@@ -172,6 +183,16 @@ def test_unreachable_server_is_named_and_fails_fast(env, digit_png, tiny_model):
     assert proc.returncode == 2 and len(lines) == 2 and lines[1].startswith("error: ")
     assert "http://127.0.0.1:9" in lines[1] and "is the server up" in lines[1]
     assert "sekrit" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("args", [["ingest", "run", "--limit", "10"], ["ingest", "run", "--limit", "10", "--wait", "0"],
+                                  ["cbir", "collections", "list"]])
+def test_every_command_fails_fast_on_an_unreachable_server(env, tiny_model, args):
+    """Writers too: taking the server's write lock must not retry forever when the server is not there."""
+    model = ["--model", tiny_model] if args[0] == "ingest" else []
+    proc = run_cli(args[0], *args[1:], *model, env={"CBIR_QDRANT_URL": "http://127.0.0.1:9"}, timeout=120)
+    one_line_stderr(proc, "http://127.0.0.1:9")
+    assert proc.returncode == 2 and "is the server up" in proc.stderr
 
 
 def test_credentials_in_the_url_are_never_printed(env, digit_png, tiny_model):
@@ -366,7 +387,11 @@ def test_a_grid_too_large_to_draw_is_refused_before_searching(ingested, digit_pn
     folder.mkdir()
     for i in range(25):
         (folder / f"q{i}.png").write_bytes(digit_png.read_bytes())
-    one_line_error(invoke(search_app, [str(folder), "-k", "1000", "--grid", str(tmp_path / "g.png")]), "--grid would draw")
+    one_line_error(invoke(search_app, [str(folder), "-k", "100", "--grid", str(tmp_path / "g.png")]),
+                   "--grid would draw 25 rows of 101 pictures")
+    # one query, but a row wider than viewers open (2001 cells were a 236124 px wide picture)
+    one_line_error(invoke(search_app, [str(digit_png), "-k", "1000", "--grid", str(tmp_path / "g.png")]),
+                   "--grid draws at most 100 results a query")
     assert not (tmp_path / "g.png").exists()
 
 
@@ -451,19 +476,43 @@ def test_relative_paths_are_shown_resolved(env, tmp_path, monkeypatch):
     assert str(tmp_path.parent / "no-such-data") in line
 
 
-def test_a_file_name_with_a_newline_stays_one_line(ingested, tmp_path):
+def test_a_file_name_with_a_newline_stays_one_line(ingested, tmp_path, digit_png):
+    import shutil
+
     odd = tmp_path / "a\nb.png"
     line = one_line_error(invoke(search_app, [str(odd)]), "no such file")
     assert "a\\nb.png" in line
+    shutil.copy(digit_png, odd)  # and in the table's header, when it is answered
+    result = invoke(search_app, [str(odd), "-k", "1"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == f"query: {tmp_path}/a\\nb.png"
 
 
 @pytest.mark.parametrize("args, fragment", [
     (["--dataset", "../../x"], "--dataset / CBIR_DATASET: '../../x' is not a name"),
     (["--encoder", "../pca"], "--encoder / CBIR_ENCODER: '../pca' is not a name"),
     (["--wait", "1000000"], "between 0 and 999999 seconds"),
+    (["--home", ""], "'--home': an empty path"),  # not the current folder in silence
+    (["--data-dir", " "], "'--data-dir': an empty path"),
 ])
 def test_names_and_numbers_that_cannot_be_right(env, digit_png, args, fragment):
     one_line_error(invoke(search_app, [str(digit_png), *args]), fragment)
+
+
+@pytest.mark.parametrize("point_id, fragment", [
+    ("nope", "--id 'nope' is not a point id"),
+    ("-5", "--id '-5' is not a point id"),
+    ("999", "id 999: no such point in collection 'small'"),
+    ("00000000-0000-0000-0000-000000000000", "no such point"),
+])
+def test_an_id_that_names_no_point_is_one_line_not_damage(ingested, point_id, fragment):
+    """A wrong --id is the user's mistake: never an internal error, never "the collection is damaged"."""
+    line = one_line_error(invoke(search_app, ["--id", point_id]), fragment)
+    assert "damaged" not in line
+
+
+def test_search_without_a_query_says_what_to_give(ingested):
+    one_line_error(invoke(search_app, []), "no query given: name image files or folders")
 
 
 def test_a_closed_stdout_is_an_error_not_silence(ingested, digit_png):

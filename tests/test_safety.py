@@ -80,6 +80,12 @@ def search_ok(world, digit_png, *extra) -> dict:
     return json.loads(proc.stdout.splitlines()[0])
 
 
+def points_of(world) -> int:
+    proc = run_cli("cbir", "collections", "info", "c", "--json", env=world["env"])
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["points"]
+
+
 def advised(line: str) -> list[str]:
     """The command a message advises, as argv (`ingest run --recreate ...`)."""
     command = re.findall(r"`([^`]+)`", line)[-1]
@@ -331,8 +337,10 @@ def test_a_store_that_lost_points_is_reported_damaged_and_the_advice_repairs_it(
         _shard_files(world)[0].unlink()
     line = one_line_stderr(run_cli("search", digit_png, env=world["env"]), "collection 'c' is damaged", "--recreate")
     one_line_stderr(run_cli("cbir", "eval", "run", "--queries", "5", env=world["env"]), "is damaged")
-    assert run_cli(*advised(line), "--limit", N, env=world["env"]).returncode == 0
+    assert f"--limit {N}" in line  # the collection holds the first N images: the advice rebuilds just those
+    assert run_cli(*advised(line), env=world["env"]).returncode == 0  # pasted as it is
     assert search_ok(world, digit_png)["results"]
+    assert points_of(world) == N
 
 
 def test_a_replaced_tflite_is_caught_by_its_checksum(world, digit_png, tmp_path):
@@ -347,7 +355,8 @@ def test_a_replaced_tflite_is_caught_by_its_checksum(world, digit_png, tmp_path)
     with open(model.with_suffix(".tflite"), "ab") as fh:
         fh.write(b"\0" * 16)  # still loads, but is not the file that encoded the collection
     line = one_line_stderr(run_cli("search", digit_png, env=env), ".tflite file with SHA-256", "--recreate")
-    assert run_cli(*advised(line), "--limit", N, env=env).returncode == 0
+    assert run_cli(*advised(line), env=env).returncode == 0  # pasted as it is: it carries --limit
+    assert points_of(world) == N
     assert search_ok({**world, "env": env}, digit_png)["results"]
 
 

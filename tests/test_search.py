@@ -53,7 +53,7 @@ def test_folders_subfolders_and_other_files(ingested, digit_png, tmp_path):
     flat = invoke(search_app, [str(root), "--json", "-k", "1"])
     assert flat.exit_code == 0, flat.output
     assert len(flat.stdout.splitlines()) == 2
-    assert flat.stderr.strip() == "skipped 1 subfolder (add --recursive to search them) and 2 files that are not images"
+    assert flat.stderr.strip() == "skipped 1 subfolder (add --recursive to search it) and 2 files that are not images"
     deep = invoke(search_app, [str(root), "--json", "-k", "1", "--recursive"])
     queries = [json.loads(line)["query"] for line in deep.stdout.splitlines()]
     assert len(queries) == 5 and sum("deeper" in q for q in queries) == 3

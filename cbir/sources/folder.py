@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cbir.errors import CbirError
+from cbir.safeio import file_sha256
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 NAMESPACE = uuid.UUID("6f1c7a52-3b1e-5c8e-9a3d-2f6b8c1d4e70")  # cbir's: ids of folder points
@@ -72,14 +73,6 @@ def scan(root: Path) -> tuple[list[Entry], int]:
 
     walk(root, "")
     return entries, others
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load(path: str) -> tuple[np.ndarray | None, str | None, str | None]:

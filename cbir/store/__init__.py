@@ -11,6 +11,7 @@ Callers pick the backend from the settings and get readers already checked again
 
 from __future__ import annotations
 
+import re
 import sys
 from contextlib import contextmanager
 from typing import Iterator
@@ -30,9 +31,20 @@ _warned: set[str] = set()
 
 
 def hints(settings: Settings, *extra: str) -> Hints:
-    """The commands that build or rebuild the settings' collection, with the user's flags."""
+    """The commands that build or rebuild the settings' collection, with the user's flags.
+
+    A collection holding part of a data set must be rebuilt as that part: its record says which
+    (`for_meta`); before the record is read, a name ending in -firstN (what `--limit N` names) says it.
+    """
+    extra = extra or _name_flags(settings)
     return Hints(build=advice.command(settings, "ingest run", *extra),
-                 rebuild=advice.command(settings, "ingest run --recreate", *extra))
+                 rebuild=advice.command(settings, "ingest run --recreate", *extra),
+                 refine=lambda meta: hints(settings, *meta_flags(meta)) if meta_flags(meta) else hints(settings, *extra))
+
+
+def _name_flags(settings: Settings) -> tuple[str, ...]:
+    found = re.search(r"-first([1-9][0-9]*)$", settings.collection_name or "")
+    return ("--limit", found.group(1)) if found and settings.images is None else ()
 
 
 def meta_flags(meta: CollectionMeta) -> tuple[str, ...]:

@@ -190,3 +190,8 @@ class Hints:
 
     build: str = "`ingest run`"
     rebuild: str = "`ingest run --recreate`"
+    # meta -> the hints for that very collection (its --limit, its --size), once its record is read
+    refine: object = field(default=None, compare=False, repr=False)
+
+    def for_meta(self, meta: "CollectionMeta | None") -> "Hints":
+        return self.refine(meta) if self.refine is not None and meta is not None else self

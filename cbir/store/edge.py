@@ -172,7 +172,8 @@ def points_of(records, with_vectors, fields, sort: bool = True) -> Points:
     order = np.argsort(ids, kind="stable") if sort and len(ids) else np.arange(len(ids))
     vectors = None
     if with_vectors:
-        vectors = np.asarray([records[i].vector for i in order], dtype=np.float32).reshape(len(order), -1)
+        vectors = (np.asarray([records[i].vector for i in order], dtype=np.float32).reshape(len(order), -1) if len(order)
+                   else np.zeros((0, 0), dtype=np.float32))
     payloads = {f: [(records[i].payload or {}).get(f) for i in order] for f in fields or ()}
     return Points(ids[order] if len(ids) else ids, vectors, payloads)
 
@@ -534,7 +535,7 @@ class EdgeBackend:
                                     f"rebuild it with {self.hints.rebuild}")
         return meta
 
-    def _check_files(self, gdir: Path, name: str) -> None:
+    def _check_files(self, gdir: Path, name: str, hints: Hints) -> None:
         """Every shard file that was written is there, at its size: catches deleted or truncated files."""
         try:
             expected = files.read_json(gdir / SIZES)
@@ -542,16 +543,16 @@ class EdgeBackend:
                 raise ValueError("not a file list")
         except (OSError, ValueError) as exc:
             raise CollectionDamaged(f"collection {name!r} is damaged: {gdir / SIZES} is unreadable ({_short(exc)}); "
-                                    f"rebuild it with {self.hints.rebuild}") from exc
+                                    f"rebuild it with {hints.rebuild}") from exc
         shard = files.refuse_link(gdir / "shard", self.root)
         if not expected:
             raise CollectionDamaged(f"collection {name!r} is damaged: {gdir / SIZES} lists no files; "
-                                    f"rebuild it with {self.hints.rebuild}")
+                                    f"rebuild it with {hints.rebuild}")
         for dirpath, dirnames, filenames in os.walk(shard):
             for entry in dirnames + filenames:
                 if os.path.islink(os.path.join(dirpath, entry)):
                     raise CollectionDamaged(f"collection {name!r} is damaged: {os.path.join(dirpath, entry)} is a symbolic "
-                                            f"link, which the store never makes (nor follows); rebuild it with {self.hints.rebuild}")
+                                            f"link, which the store never makes (nor follows); rebuild it with {hints.rebuild}")
         for rel, size in expected.items():
             path = shard / rel
             try:
@@ -559,10 +560,10 @@ class EdgeBackend:
                 actual = st.st_size if stat.S_ISREG(st.st_mode) else -1
             except (OSError, ValueError):
                 raise CollectionDamaged(f"collection {name!r} is damaged: {path} is missing; "
-                                        f"rebuild it with {self.hints.rebuild}") from None
+                                        f"rebuild it with {hints.rebuild}") from None
             if actual != size:
                 raise CollectionDamaged(f"collection {name!r} is damaged: {path} has {actual} bytes, {size} were written; "
-                                        f"rebuild it with {self.hints.rebuild}")
+                                        f"rebuild it with {hints.rebuild}")
 
     def reader(self, name: str) -> EdgeReader:
         folder = self.folder(name)
@@ -596,8 +597,8 @@ class EdgeBackend:
     def _open(self, folder: Path, name: str, gen: str, lock: FileLock) -> EdgeReader:
         meta = self._meta(folder, gen, name)
         gdir = folder / gen
-        self._check_files(gdir, name)
-        hints = self.hints
+        hints = self.hints.for_meta(meta)  # advice that rebuilds this very collection (its --limit, its --size)
+        self._check_files(gdir, name, hints)
         try:
             engine_shard = _engine().EdgeShard.load(str(gdir / "shard"))
         except Exception as exc:

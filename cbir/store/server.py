@@ -258,6 +258,7 @@ class ServerLock:
 
         conn = self.backend.conn
         deadline = time.monotonic() + wait
+        vanished = 0
         while True:
             try:
                 conn.call("taking the write lock", conn.client.create_collection, self.marker,
@@ -268,7 +269,13 @@ class ServerLock:
             except ServerError:
                 holder = self._holder()
                 if holder is None:
-                    continue  # released meanwhile: try again at once
+                    # Released between our two calls: try again. But a create that fails while no lock exists
+                    # is the server failing (unreachable, refusing): say so instead of trying forever.
+                    vanished += 1
+                    if vanished >= 3:
+                        raise
+                    time.sleep(0.05)
+                    continue
                 if time.time() - float(holder.get("heartbeat", 0)) > STALE_LOCK_SECONDS:
                     self._drop()  # its holder was killed: take it over
                     continue
@@ -492,12 +499,13 @@ class ServerBackend:
             raise CollectionMissing(f"collection {name!r} does not exist yet on {self.location}; run {self.hints.build} first")
         physical, meta = found
         reader = ServerReader(self, name, physical, meta)
+        hints = self.hints.for_meta(meta)
         count = reader.count()
         if count != reader.meta.points:
             raise CollectionDamaged(f"collection {name!r} on {self.location} holds {count} points, {reader.meta.points} were "
-                                    f"written; rebuild it with {self.hints.rebuild}")
+                                    f"written; rebuild it with {hints.rebuild}")
         check_probe(reader, reader.meta, lambda what: CollectionDamaged(
-            f"collection {name!r} on {self.location} is damaged: {what}; rebuild it with {self.hints.rebuild}"))
+            f"collection {name!r} on {self.location} is damaged: {what}; rebuild it with {hints.rebuild}"))
         return reader
 
     def meta(self, name: str) -> CollectionMeta | None:
