@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -75,17 +76,25 @@ def main() -> None:
         "digits_flagged": round(sum(r["flagged"] * r["n"] for r in digits) / sum(r["n"] for r in digits), 4),
         "non_digits_flagged": round(sum(r["flagged"] * r["n"] for r in others) / sum(r["n"] for r in others), 4),
     }
-    out = {"machine": machine(), "n": args.n, "seed": args.seed, "rows": rows, **summary}
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "n": args.n, "seed": args.seed, "rows": rows, **summary}
     args.out.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
-    lines = [f"Measured on {out['machine']} (`python bench/match_signal.py --n {args.n}`).", "",
+    args.out.with_suffix(".md").write_text(markdown(out))
+    print(markdown(out))
+
+
+def markdown(out: dict) -> str:
+    rows, m = out["rows"], out["machine"]
+    digits, others = [r for r in rows if r["digit"]], [r for r in rows if not r["digit"]]
+    lines = [f"Measured {out.get('date', '')} on {m['cpu']}, {m['cores']} cores (`python bench/match_signal.py --n {out['n']}`): "
+             "the default collection (60,000 MNIST training images), user-made queries from bench/user_made.py "
+             f"(seed {out['seed']}); flagged = `none` (no close match) or refused (\"no ink found\").", "",
              "| condition | digit? | n | good | weak | none | refused | flagged (none or refused) |", "|---|:---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['condition']} | {'yes' if r['digit'] else 'no'} | {r['n']} | {r['good']} | {r['weak']} | {r['none']} | "
                      f"{r['refused']} | {r['flagged']:.3f} |")
-    lines += ["", f"Digits flagged: {summary['digits_flagged']:.3f} of {sum(r['n'] for r in digits)}; "
-                  f"non-digits flagged: {summary['non_digits_flagged']:.3f} of {sum(r['n'] for r in others)}."]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += ["", f"Digits flagged: {out['digits_flagged']:.3f} of {sum(r['n'] for r in digits)}; "
+                  f"non-digits flagged: {out['non_digits_flagged']:.3f} of {sum(r['n'] for r in others)}."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

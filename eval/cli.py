@@ -158,6 +158,7 @@ def compare_cmd(
     qdrant_url: opt.QdrantUrl = None,
     qdrant_api_key: opt.QdrantApiKey = None,
     collection: Annotated[Optional[str], typer.Option("--collection", help="A folder collection: compare the encoders on its folder (each in NAME-ENCODER).", show_default=False)] = None,
+    quiet: opt.Quiet = False,
     wait: opt.Wait = None,
 ) -> None:
     """Ingest each encoder into its own collection (when needed), evaluate it, and print one table.
@@ -172,8 +173,8 @@ def compare_cmd(
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, qdrant_url=qdrant_url,
                             qdrant_api_key=qdrant_api_key, wait=wait, collection=collection)
     names = [n.strip() for n in encoders.split(",") if n.strip()] if encoders is not None else list(opt.ENCODER_NAMES)
-    rows = compare.compare(settings, names, parse_queries(queries), seed, limit, progress=opt.progress_enabled(),
-                           log=lambda line: typer.echo(line, err=True), queries_dir=queries_dir, holdout=holdout)
+    rows = compare.compare(settings, names, parse_queries(queries), seed, limit, progress=opt.progress_enabled(quiet),
+                           log=(lambda line: typer.echo(line, err=True)) if not quiet else (lambda line: None), queries_dir=queries_dir, holdout=holdout)
     title = settings.collection_name if collection else settings.dataset
     if out is not None:
         js, md = compare.write(rows, title, out)

@@ -137,6 +137,7 @@ def run(
     recreate: Annotated[bool, typer.Option(help="Build the collection anew, beside the old one, which answers searches until the new one replaces it.")] = False,
     images: Images = None,
     strict: Strict = False,
+    quiet: opt.Quiet = False,
     home: opt.Home = None,
     data_dir: opt.DataDir = None,
     dataset: opt.Dataset = None,
@@ -164,7 +165,7 @@ def run(
     log = lambda line: typer.echo(line, err=True)  # noqa: E731
     trained = None
     if train_first:
-        verbose = 1 if opt.progress_enabled() else 0
+        verbose = 1 if opt.progress_enabled(quiet) else 0
         with quiet_tensorflow():
             # A new version, not yet current: collections built by the old model keep answering meanwhile.
             trained, prov = train_and_save(settings, _config(settings, source, epochs=epochs, train_size=train_size),
@@ -180,7 +181,7 @@ def run(
         # A part never replaces the whole: it gets a collection of its own.
         settings = settings.but(collection=f"{settings.collection_name}-first{len(source)}")
     report = ingest(settings, encoder, source, recreate=recreate or train_first, batch_size=batch_size,
-                    progress=opt.progress_enabled(), log=log,
+                    progress=opt.progress_enabled(quiet), log=log,
                     hint_flags=(("--limit", str(limit)) if limit else ()) + (("--size", str(size)) if size else ()))
     if trained is not None:
         from cbir.modelfiles import ModelStore

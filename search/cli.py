@@ -69,12 +69,14 @@ def search(
 
         check_grid_size(n_queries, top_k)
     if results is None:
-        from tqdm import tqdm
-
         from search.query import iter_search
 
-        bar = tqdm(total=n_queries, desc="search", unit="img", leave=False, disable=not opt.progress_enabled(quiet) or n_queries < 512)
-        results = iter_search(settings, found.files, top_k, label, progress=bar.update)
+        progress = None
+        if opt.progress_enabled(quiet) and n_queries >= 512:  # a bar only where one is worth its import (20 ms)
+            from tqdm import tqdm
+
+            progress = tqdm(total=n_queries, desc="search", unit="img", leave=False).update
+        results = iter_search(settings, found.files, top_k, label, progress=progress)
     failed, kept = 0, []
     for i, res in enumerate(results):
         if res.error is not None:

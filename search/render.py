@@ -29,9 +29,10 @@ def table(result: QueryResult) -> str:
         lines.append(match_line(result))
     rows = result.as_dict()["results"]
     extra = next((key for key in ("class", "path") if rows and key in rows[0]), None)
-    lines.append(f"{'rank':>4}  {'id':>10}  {'label':>5}  {'distance':>9}" + (f"  {extra}" if extra else ""))
+    wide = max([10] + [len(str(row["id"])) for row in rows])  # a folder's ids are UUIDs: 36 characters
+    lines.append(f"{'rank':>4}  {'id':>{wide}}  {'label':>5}  {'distance':>9}" + (f"  {extra}" if extra else ""))
     for row in rows:
-        lines.append(f"{row['rank']:>4}  {str(row['id']):>10}  {str(row['label']):>5}  {row['distance']:>9.4f}"
+        lines.append(f"{row['rank']:>4}  {str(row['id']):>{wide}}  {str(row['label']):>5}  {row['distance']:>9.4f}"
                      + (f"  {row.get(extra, '')}" if extra else ""))
     if not rows:
         lines.append("(no results)")

@@ -139,9 +139,15 @@ def test_collections_list_info_and_drop(env, monkeypatch, server):
 
 def _in_terminal(argv: list[str], answer: bytes | None, timeout: float = 120) -> tuple[int, str]:
     """Run a command with a pseudo-terminal as its stdin/stdout/stderr (it sees a person), answering a prompt."""
+    import fcntl
+    import struct
+    import termios
+
     pid, fd = pty.fork()
     if pid == 0:  # the child
         os.execvp(argv[0], argv)
+    # A new pty is 0 columns wide, where progress bars draw nothing: give it a real terminal's size.
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     output, deadline, answered = b"", time.monotonic() + timeout, answer is None
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
@@ -218,6 +224,17 @@ def test_training_shows_progress_to_a_person_and_quiet_silences_it(env):
     code, shown = _in_terminal(_cli("ingest") + ["train", "-e", "dae", "--epochs", "2", "--train-size", "600",
                                                  "--out", str(env / "d2.keras"), "--quiet"], None, timeout=300)
     assert code == 0 and "epoch" not in shown and shown.strip().startswith("saved ")
+
+
+@pytest.mark.parametrize("argv", [["ingest", "run", "--limit", "3000", "--collection", "q3000"],
+                                  ["cbir", "eval", "compare", "--encoders", "pixels", "--limit", "1500", "--queries", "20"]])
+def test_ingest_and_compare_show_progress_and_quiet_silences_it(env, tiny_model, argv):
+    code, shown = _in_terminal(_cli(argv[0]) + argv[1:], None, timeout=300)
+    assert code == 0, shown
+    assert "it/s" in shown or "img/s" in shown or "points/s]" in shown, shown  # a progress bar, drawn on the terminal
+    code, quiet = _in_terminal(_cli(argv[0]) + argv[1:] + ["--quiet"], None, timeout=300)
+    assert code == 0, quiet
+    assert "it/s" not in quiet and "/s]" not in quiet and "%|" not in quiet, quiet
 
 
 def test_eval_reports_the_time_the_user_waited_and_shows_the_pictures_progress(ingested, env, tmp_path):
