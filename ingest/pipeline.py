@@ -267,8 +267,9 @@ def _write(settings, session, backend, encoder, source, work: Plan, current, bat
     except KeyboardInterrupt:
         session.abort(build)
         kept = f"the collection still holds its {current.points} points" if current is not None else "no collection was made"
+        again = backend.hints.rebuild if work.rebuild and current is not None else backend.hints.build  # a rebuild stays one
         raise Interrupted(f"interrupted after encoding {done} of {len(todo)} points; nothing was changed: {kept}; "
-                          f"run {backend.hints.build} again to finish") from None
+                          f"run {again} again to finish") from None
     except BaseException:
         session.abort(build)
         raise

@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 def search(
     images: Annotated[Optional[list[Path]], typer.Argument(help="Query images (PNG, JPEG, ...) or folders of them.", show_default=False)] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results per query.")] = 10,
-    label: Annotated[Optional[int], typer.Option(help="Only results with this label (0-9).")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Only results with this label (a digit for MNIST; a subfolder's name for a folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query instead of a table.")] = False,
     grid: Annotated[Optional[Path], typer.Option(help="Also write a picture of queries and results (PNG).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search the images in subfolders of the folders given too.")] = False,

@@ -56,7 +56,7 @@ def grid_image(settings: Settings, results: list[QueryResult]):
         caption = name + (f"\nmatch: {res.match}" if res.match else "")
         query_image = res.digit
         if query_image is None:  # a stored point as the query (--id): its own image
-            query_image = result_images(settings, [_point(res.query.split(maxsplit=1)[1])])[0]
+            query_image = result_images(settings, [_point(res.query.split(maxsplit=1)[1])], [res.source or {}])[0]
         row = [(query_image, caption)]
         rows_out = res.as_dict()["results"]
         for row_data, image in zip(rows_out, images[at : at + len(rows_out)]):

@@ -7,6 +7,7 @@ the collection is opened, and a folder of any size streams through in bounded me
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -34,6 +35,7 @@ class QueryResult:
     match: str | None = None  # good / weak / none (see cbir.match); None: the collection has no calibration
     score: float | None = None
     class_names: dict = field(default_factory=dict)
+    source: dict | None = None  # a stored point as the query (--id): its payload, to find its own image
 
     def as_dict(self) -> dict:
         """The JSON shape `search --json` prints."""
@@ -70,7 +72,7 @@ def check_request(top_k: int, label, n_classes: int | None = 10) -> None:
     """Refuse a --top-k or --label that cannot mean anything, before any work is done."""
     if top_k < 1:
         raise CbirError(f"--top-k must be at least 1 (got {top_k})")
-    if label is not None and n_classes is not None and not (isinstance(label, int) and 0 <= label < n_classes):
+    if label is not None and n_classes is not None and not (str(label).isdigit() and 0 <= int(label) < n_classes):
         raise CbirError(f"unknown --label {label}: labels are 0 to {n_classes - 1}")
 
 
@@ -139,7 +141,7 @@ def iter_search(settings: Settings, paths: list[Path], top_k: int = 10, label=No
                 reader = opened.__enter__()
                 if top_k > reader.meta.points:
                     raise CbirError(f"--top-k {top_k} is larger than the collection ({reader.meta.points} points)")
-                check_label(label, reader)
+                label = check_label(label, reader)
             if reader is None:
                 yield from (QueryResult(str(chunk[i]), error=msg) for i, msg in sorted(loaded[1].items()))
             else:
@@ -151,14 +153,28 @@ def iter_search(settings: Settings, paths: list[Path], top_k: int = 10, label=No
             opened.__exit__(None, None, None)
 
 
-def check_label(label, reader: Reader) -> None:
-    """A --label the collection's data set cannot hold is refused (MNIST's and Fashion-MNIST's are 0 to 9)."""
+def check_label(label, reader: Reader):
+    """The --label as the collection stores it (MNIST's are numbers 0 to 9, a folder's are its subfolders'
+    names), or a one-line error for a label it does not hold: a filter on a label nobody has would answer
+    nothing, with success."""
     if label is None:
-        return
+        return None
     from cbir.datasets import DATASETS
 
-    if reader.meta.dataset in DATASETS and not 0 <= label < 10:
-        raise CbirError(f"unknown --label {label}: labels are 0 to 9")
+    text = str(label).strip()
+    if reader.meta.dataset in DATASETS or reader.meta.dataset == "mnist-deformed":
+        if not (text.isdigit() and 0 <= int(text) < 10):
+            raise CbirError(f"unknown --label {one_line_text(text)}: labels are 0 to 9")
+        return int(text)
+    held = sorted({str(v) for v in reader.points(with_vectors=False, fields=("label",)).payloads["label"] if v is not None})
+    if text not in held:
+        shown = ", ".join(held[:20]) + (", ..." if len(held) > 20 else "")
+        raise CbirError(f"unknown --label {one_line_text(text)}: collection {reader.name!r} holds the labels {shown or '(none)'}")
+    return text
+
+
+def one_line_text(text: str) -> str:
+    return repr(text[:60]) if not text.isprintable() or " " in text else text[:60]
 
 
 def search_files(settings: Settings, paths: list[Path], top_k: int = 10, label=None,
@@ -200,9 +216,10 @@ def search_ids(settings: Settings, point_ids: list, top_k: int = 10, label=None,
     if encoder is None:
         settings, encoder = with_encoder(settings)
     with reading(settings, encoder.expected(), backend) as reader:
-        check_label(label, reader)
-        found = reader.retrieve(point_ids, with_vectors=True, fields=())
+        label = check_label(label, reader)
+        found = reader.retrieve(point_ids, with_vectors=True, fields=FIELDS)
         known = {_plain(i): v for i, v in zip(found.ids, found.vectors if found.vectors is not None else [])}
+        sources = {_plain(i): {f: found.payloads[f][n] for f in FIELDS} for n, i in enumerate(found.ids)}
         out = []
         for pid in point_ids:
             if pid not in known:
@@ -213,5 +230,5 @@ def search_ids(settings: Settings, point_ids: list, top_k: int = 10, label=None,
             keep = np.array([_plain(i) != pid for i in hits.ids], dtype=bool)
             kept = Hits(hits.ids[keep][:top_k], hits.distances[keep][:top_k],
                         [p for p, k in zip(hits.payloads, keep) if k][:top_k])
-            out.append(result_for(f"id {pid}", None, kept, reader, label))
+            out.append(dataclasses.replace(result_for(f"id {pid}", None, kept, reader, label), source=sources[pid]))
     return out

@@ -318,7 +318,7 @@ def create_app(settings: Settings | None = None, service: SearchService | None =
         service: Service,
         image: Annotated[list[UploadFile], File(description="the query image; repeat the field for a batch")],
         top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="results per image")] = 10,
-        label: Annotated[Optional[int], Query(ge=0, description="only results with this label")] = None,
+        label: Annotated[Optional[str], Query(max_length=255, description="only results with this label (a digit for MNIST; a subfolder's name for a folder collection)")] = None,
         exact: Annotated[bool, Query(description="exact search over every point; false (the default) uses the collection's HNSW index (recall@10 >= 0.99, measured)")] = False,
     ):
         if len(image) > MAX_IMAGES:

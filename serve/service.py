@@ -212,8 +212,12 @@ class SearchService:
             raise BadRequest("no image given: send it as the multipart field 'image'")
         if not 1 <= top_k <= MAX_TOP_K:
             raise BadRequest(f"top_k must be between 1 and {MAX_TOP_K} (got {top_k})")
-        if label is not None and label not in self._labels and str(label) not in map(str, self._labels):
-            raise BadRequest(f"unknown label {label}: this collection's labels are {_span(self._labels)}")
+        if label is not None:
+            # As the collection stores it (a folder's labels are text): a filter on another type matches nothing.
+            stored = next((held for held in self._labels if str(held) == str(label).strip()), None)
+            if stored is None:
+                raise BadRequest(f"unknown label {label}: this collection's labels are {_span(self._labels)}")
+            label = stored
         answers: list[dict | None] = [None] * len(files)
         good: list[tuple[int, np.ndarray]] = []
         for i, (name, data) in enumerate(files):

@@ -75,6 +75,13 @@ def test_the_whole_user_story_on_a_folder(glyphs, env):
     assert table[2].split()[-1] == "path" and table[3].split()[-1].startswith(results[0]["label"] + "/")
     grid = invoke(search_app, [str(query), "--collection", "glyphs", "-k", "3", "--grid", str(env / "g.png")])
     assert grid.exit_code == 0, grid.output  # the stored images, read back from their files
+    # A label filter names the folder's labels as they are stored (text): never an empty answer with success.
+    only = json.loads(invoke(search_app, [str(query), "--collection", "glyphs", "--json", "-k", "4", "--label", "5"]).stdout)
+    assert len(only["results"]) == 4 and {r["label"] for r in only["results"]} == {"5"}
+    one_line_error(invoke(search_app, [str(query), "--collection", "glyphs", "--label", "12"]), "unknown --label 12", "holds the labels 0, 1")
+    # A stored point as the query, drawn from its file in the grid.
+    by_id = invoke(search_app, ["--id", results[0]["id"], "--collection", "glyphs", "-k", "3", "--grid", str(env / "g2.png")])
+    assert by_id.exit_code == 0, by_id.output
 
     # Evaluate with the folder's labels: a labelled folder of queries, or a held-out fifth.
     report = invoke(cbir_app, ["eval", "run", "--collection", "glyphs", "--queries-dir", str(test), "--json", "--out",
@@ -100,8 +107,11 @@ def test_the_whole_user_story_on_a_folder(glyphs, env):
     changed = invoke(ingest_app, ["run", "--images", str(train), "--collection", "glyphs"])
     assert changed.exit_code == 0, changed.output
     assert f"added 1, updated 1, removed 1, unchanged {n - 2}; collection 'glyphs' now holds {n} points" in _summary(changed)
-    hits = json.loads(invoke(search_app, [str(added), "--collection", "glyphs", "--json", "-k", "1"]).stdout)["results"]
-    assert hits[0]["path"] == "7/new.png" and hits[0]["distance"] == pytest.approx(0, abs=1e-5)
+    for _ in range(3):  # every reader finds the generation as it was published (a first open must not change it)
+        result = invoke(search_app, [str(added), "--collection", "glyphs", "--json", "-k", "1"])
+        assert result.exit_code == 0, result.output
+        hits = json.loads(result.stdout)["results"]
+        assert hits[0]["path"] == "7/new.png" and hits[0]["distance"] == pytest.approx(0, abs=1e-5)
 
 
 def test_unreadable_files_are_skipped_and_counted_or_stop_with_strict(glyphs, env):

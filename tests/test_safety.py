@@ -179,6 +179,10 @@ def test_ctrl_c_during_a_rebuild_changes_nothing_and_says_so(world):
     assert len(lines) == 1 and "Traceback" not in err
     assert "nothing was changed" in lines[0] and f"still holds its {N} points" in lines[0]
     assert count_points(world) == (N, old_gen) and generations(world) == [old_gen]
+    # The advice finishes what was asked, a rebuild of 10N: pasted as it is, not "up to date".
+    assert advised(lines[0])[:3] == ["ingest", "run", "--recreate"] and f"--limit {10 * N}" in lines[0]
+    assert run_cli(*advised(lines[0]), env=world["env"]).returncode == 0
+    assert count_points(world)[0] == 10 * N
 
 
 def test_a_first_build_killed_then_run_again_has_every_point_once(world, digit_png, mnist_dir):

@@ -198,8 +198,8 @@ def test_top_k_in_bounds(client, queries, top_k):
         ({"top_k": 0}, 422, "top_k"),
         ({"top_k": 1001}, 422, "top_k"),
         ({"top_k": "ten"}, 422, "top_k"),
-        ({"label": "seven"}, 422, "label"),
-        ({"label": -1}, 422, "label"),
+        ({"label": "seven"}, 400, "unknown label seven"),  # labels are text too (a folder's subfolder names)
+        ({"label": -1}, 400, "unknown label -1"),
         ({"label": 12}, 400, "unknown label 12"),
         ({"exact": "perhaps"}, 422, "exact"),
     ],

@@ -414,7 +414,15 @@ class EdgeWriteSession:
         meta = meta.but(generation=build.generation, complete=True, points=count, schema=SCHEMA,
                         extra={**meta.extra, "probe": probe})
         gdir = build.dir
-        # The engine rewrites its config on a shard's first load (filling in defaults): not part of the data.
+        # Open the finished shard once, as its first reader would: the engine tidies up on load (it drops the
+        # journal of a shard points were deleted from, and fills in its config), and the sizes recorded below
+        # must be those every later reader finds, or the first search would make the collection look damaged.
+        try:
+            _engine().EdgeShard.load(str(gdir / "shard")).close()
+        except Exception as exc:  # the engine reports every failure as a plain Exception
+            raise StoreError(f"the new build of collection {self.name!r} does not load ({_short(exc)}); nothing was "
+                             f"changed; run {self.hints.build} again") from exc
+        # The engine rewrites its config on a shard's load (filling in defaults): not part of the data.
         sizes = {k: v for k, v in files.file_sizes(gdir / "shard").items() if k != "edge_config.json"}
         files.write_json_atomic(gdir / SIZES, sizes)
         files.write_json_atomic(gdir / META, meta.to_json())
