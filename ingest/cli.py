@@ -174,7 +174,11 @@ def run(
         encoder = Encoder(trained, name=settings.encoder)
     else:
         settings, encoder = with_encoder(settings)
-        if folder is not None and settings.model is None and encoder.path.is_relative_to(PACKAGED_DIR):
+        from ingest.encoders import REGISTRY
+
+        spec = REGISTRY.get(settings.encoder)
+        learns = spec is None or spec.config is not None  # pixels has nothing to learn from a folder
+        if folder is not None and settings.model is None and encoder.path.is_relative_to(PACKAGED_DIR) and learns:
             log(f"no {settings.encoder} encoder trained on this folder yet: the packaged MNIST one encodes it "
                 f"(train one with `ingest train --images {folder.root} --collection {settings.collection_name}`)")
     if source.partial and settings.collection is None:

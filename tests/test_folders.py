@@ -168,3 +168,11 @@ def test_compare_encoders_on_a_folder(glyphs, env):
     rows = json.loads(result.stdout.strip().splitlines()[-1])
     assert [r["encoder"] for r in rows] == ["pixels", "pca"] and all(0 < r["lrap"] <= 1 for r in rows)
     assert [r["collection"] for r in rows] == ["glyphs-pixels", "glyphs-pca"]
+
+
+def test_a_folder_says_when_its_encoder_is_untrained_but_not_for_pixels(glyphs, env):
+    train, _ = glyphs
+    untrained = invoke(ingest_app, ["run", "--images", str(train), "--collection", "dflt"])
+    assert untrained.exit_code == 0 and "no dae-umap encoder trained on this folder yet" in untrained.stderr
+    pixels = invoke(ingest_app, ["run", "--images", str(train), "--collection", "px", "--encoder", "pixels"])
+    assert pixels.exit_code == 0 and "trained on this folder" not in pixels.stderr  # pixels has nothing to learn
