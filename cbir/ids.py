@@ -36,3 +36,16 @@ def decode(point_id: int) -> tuple[str, str, int]:
     if name is None or not 0 <= split < len(SPLITS) or point_id < 0:
         raise ValueError(f"{point_id} is not the id of a data set's point")
     return name, SPLITS[split], index
+
+
+def parse(text: str) -> int | str:
+    """A point id written out (a flag, a URL, a table): a number for a data set's points, a UUID for a
+    folder's. ValueError for anything else, including numbers no point id can be (negative, over 63 bits)."""
+    import uuid
+
+    if text.isdigit():
+        value = int(text)
+        if value < 2**63:
+            return value
+        raise ValueError(f"{text} is not a point id")
+    return str(uuid.UUID(text))  # ValueError when it is not one

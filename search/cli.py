@@ -46,7 +46,7 @@ def search(
 
     settings = opt.settings(home=home, data_dir=data_dir, dataset=dataset, encoder=encoder, model=model, qdrant_url=qdrant_url,
                             qdrant_api_key=qdrant_api_key, collection=collection, wait=wait)
-    check_request(top_k, label, None)
+    check_request(top_k)
     if images and point_ids:
         raise CbirError("give query images or --id, not both")
     if point_ids:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cbir import render
+from cbir import ids, render
 from cbir.errors import CbirError
 from cbir.settings import Settings
 from search.query import QueryResult
@@ -35,10 +35,6 @@ def check_grid_size(n_queries: int, top_k: int) -> None:
                         f"{MAX_CELLS}); use fewer queries or a smaller --top-k for the picture")
 
 
-def _point(text: str):
-    return int(text) if text.isdigit() else text
-
-
 def grid_image(settings: Settings, results: list[QueryResult]):
     """One row per query, labelled with its file name: the query as the model sees it, then its hits."""
     from pathlib import Path
@@ -56,7 +52,7 @@ def grid_image(settings: Settings, results: list[QueryResult]):
         caption = name + (f"\nmatch: {res.match}" if res.match else "")
         query_image = res.digit
         if query_image is None:  # a stored point as the query (--id): its own image
-            query_image = result_images(settings, [_point(res.query.split(maxsplit=1)[1])], [res.source or {}])[0]
+            query_image = result_images(settings, [ids.parse(res.query.split(maxsplit=1)[1])], [res.source or {}])[0]
         row = [(query_image, caption)]
         rows_out = res.as_dict()["results"]
         for row_data, image in zip(rows_out, images[at : at + len(rows_out)]):

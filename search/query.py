@@ -68,12 +68,11 @@ def search_digits(reader: Reader, encoder: Encoder, digits: np.ndarray, top_k: i
 FIELDS = ("label", "path")
 
 
-def check_request(top_k: int, label, n_classes: int | None = 10) -> None:
-    """Refuse a --top-k or --label that cannot mean anything, before any work is done."""
+def check_request(top_k: int) -> None:
+    """Refuse a --top-k that cannot mean anything, before any work is done (a --label is checked against
+    the collection's own labels, by check_label, once it is open)."""
     if top_k < 1:
         raise CbirError(f"--top-k must be at least 1 (got {top_k})")
-    if label is not None and n_classes is not None and not (str(label).isdigit() and 0 <= int(label) < n_classes):
-        raise CbirError(f"unknown --label {label}: labels are 0 to {n_classes - 1}")
 
 
 def load_digits(paths: list[Path]) -> tuple[list[tuple[int, np.ndarray]], dict[int, str]]:
@@ -127,7 +126,7 @@ def iter_search(settings: Settings, paths: list[Path], top_k: int = 10, label=No
     Each batch is read and preprocessed before the collection is touched; the collection is opened
     once, when the first file that can be searched turns up (a batch of bad files never needs it).
     """
-    check_request(top_k, label, None)
+    check_request(top_k)
     reader = None
     opened = None
     try:
@@ -197,13 +196,10 @@ def no_images_message(paths, found) -> str:
 
 def parse_point_id(text: str):
     """A point id as given on the command line: a number (a data set's points) or a UUID (a folder's)."""
-    import uuid
+    from cbir import ids
 
-    text = text.strip()
-    if text.isdigit() and int(text) < 2**63:
-        return int(text)
     try:
-        return str(uuid.UUID(text))
+        return ids.parse(text.strip())
     except ValueError:
         shown = text[:40].encode("unicode_escape").decode()
         raise CbirError(f"--id {shown!r} is not a point id: give a number or a UUID, as `search --json` shows them") from None
@@ -212,7 +208,7 @@ def parse_point_id(text: str):
 def search_ids(settings: Settings, point_ids: list, top_k: int = 10, label=None, encoder: Encoder | None = None,
                backend: Backend | None = None, exact: bool = True) -> list[QueryResult]:
     """Stored points as queries: the nearest neighbours of images already in the collection (not themselves)."""
-    check_request(top_k, label, None)
+    check_request(top_k)
     if encoder is None:
         settings, encoder = with_encoder(settings)
     with reading(settings, encoder.expected(), backend) as reader:

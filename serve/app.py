@@ -220,16 +220,13 @@ def _is_body_too_large(exc: BaseException) -> bool:
 
 def parse_point_id(text: str):
     """A point id from a URL: a number (a data set's points) or a UUID (a folder's); 422 otherwise."""
-    import uuid
+    from cbir import ids
 
-    if text.lstrip("-").isdigit():
-        value = int(text)
-        if not 0 <= value < 2**63:
-            raise UnknownPoint(f"no point {text}")
-        return value
     try:
-        return str(uuid.UUID(text))
+        return ids.parse(text)
     except ValueError:
+        if text.lstrip("-").isdigit():  # a number, but one no point can have
+            raise UnknownPoint(f"no point {text}") from None
         raise HTTPException(422, f"point_id: {text[:40]!r} is not a point id (a number, or a UUID)") from None
 
 

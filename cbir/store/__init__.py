@@ -39,7 +39,7 @@ def hints(settings: Settings, *extra: str) -> Hints:
     extra = extra or _name_flags(settings)
     return Hints(build=advice.command(settings, "ingest run", *extra),
                  rebuild=advice.command(settings, "ingest run --recreate", *extra),
-                 refine=lambda meta: hints(settings, *meta_flags(meta)) if meta_flags(meta) else hints(settings, *extra))
+                 refine=lambda meta: hints(settings, *(meta_flags(meta) or extra)))
 
 
 def _name_flags(settings: Settings) -> tuple[str, ...]:
