@@ -99,7 +99,6 @@ class FolderSource:
     collection: str
     strict: bool = False
     _entries: list[Entry] | None = field(default=None, repr=False)
-    _others: int = 0
     failed: list[str] = field(default_factory=list)  # files that could not be read, this run
 
     kind = "folder"
@@ -121,18 +120,13 @@ class FolderSource:
     @property
     def entries(self) -> list[Entry]:
         if self._entries is None:
-            self._entries, self._others = scan(self.root)
+            self._entries, _ = scan(self.root)
             if not self._entries:
                 raise CbirError(f"--images {self.root}: holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return self._entries
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    @property
-    def skipped_others(self) -> int:
-        self.entries
-        return self._others
 
     def listing_sha256(self) -> str:
         digest = hashlib.sha256()
